@@ -1,0 +1,58 @@
+//! Where things live in a CA folder (`hallmark-ca init --dir DIR`).
+//!
+//! ```text
+//! DIR/hallmark.toml              configuration
+//! DIR/passphrase                 0600, only when init generated it
+//! DIR/ca/<ca>.pem                CA certificates (root, manufacturing, ...)
+//! DIR/ca/<ca>.key.sealed         CA keys, encrypted at rest
+//! DIR/ca/secrets.sealed          setup-code and audit keys, encrypted
+//! DIR/server/                    the server's TLS identity folder
+//! DIR/store/                     the sled database
+//! ```
+use std::path::{Path, PathBuf};
+
+use crate::profile::CaKind;
+
+#[derive(Debug, Clone)]
+pub struct CaDir(PathBuf);
+
+impl CaDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        CaDir(dir.into())
+    }
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+    pub fn config(&self) -> PathBuf {
+        self.0.join("hallmark.toml")
+    }
+    pub fn generated_passphrase(&self) -> PathBuf {
+        self.0.join("passphrase")
+    }
+    pub fn ca_folder(&self) -> PathBuf {
+        self.0.join("ca")
+    }
+    pub fn ca_cert(&self, kind: CaKind) -> PathBuf {
+        self.ca_folder().join(format!("{}.pem", kind.name()))
+    }
+    pub fn ca_key(&self, kind: CaKind) -> PathBuf {
+        self.ca_folder().join(format!("{}.key.sealed", kind.name()))
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.ca_folder().join("secrets.sealed")
+    }
+    pub fn server_identity(&self) -> PathBuf {
+        self.0.join("server")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.0.join("store")
+    }
+}
+
+/// The purpose bound into a sealed CA key file.
+pub fn key_purpose(kind: CaKind) -> String {
+    format!("hallmark {} CA key", kind.name())
+}
+
+/// The purpose bound into the sealed secrets file.
+pub const SECRETS_PURPOSE: &str = "hallmark secrets";

@@ -1,0 +1,106 @@
+//! Storage: small read traits per concern, and one [`Commit`] that applies a
+//! set of writes together with their audit record atomically and durably.
+//! [`sled::SledStore`] is the embedded default; every backend must pass
+//! [`conformance::run_all`].
+use crate::audit::{AuditEvent, AuditHead, AuditRecord};
+use crate::error::Result;
+use crate::profile::CaKind;
+use crate::records::*;
+use crate::serial::Serial;
+
+pub mod conformance;
+pub mod sled;
+
+/// One change inside a [`Commit`]. Inserts refuse what already exists, updates
+/// refuse what does not, so races between callers cannot double-issue.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Refuses a serial that was ever used.
+    InsertCert(CertRecord),
+    /// Refuses an existing device ID or an already provisioned
+    /// (model, hardware serial).
+    InsertDevice(DeviceRecord),
+    /// The device must exist.
+    UpdateDevice(DeviceRecord),
+    PutStation(StationRecord),
+    PutRevocation(RevocationRecord),
+    RemoveRevocation(Serial),
+    PutModel(ModelRecord),
+    PutFirmware(FirmwareRecord),
+}
+
+/// Certificates ever issued.
+pub trait CertStore {
+    fn cert(&self, serial: &Serial) -> Result<Option<CertRecord>>;
+    fn certs(&self) -> Result<Vec<CertRecord>>;
+}
+
+/// Revoked certificates.
+pub trait RevocationStore {
+    fn revocation(&self, serial: &Serial) -> Result<Option<RevocationRecord>>;
+    /// Every revocation of certificates issued by `issuer`.
+    fn revocations(&self, issuer: CaKind) -> Result<Vec<RevocationRecord>>;
+}
+
+/// Devices and their lookup by (model, hardware serial).
+pub trait DeviceStore {
+    fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
+    fn device_by_hardware_serial(&self, model: &str, serial: &str) -> Result<Option<DeviceRecord>>;
+    fn devices(&self) -> Result<Vec<DeviceRecord>>;
+}
+
+/// Stations, models and firmware reference values.
+pub trait CatalogStore {
+    fn station(&self, station_id: &str) -> Result<Option<StationRecord>>;
+    fn stations(&self) -> Result<Vec<StationRecord>>;
+    fn model(&self, name: &str) -> Result<Option<ModelRecord>>;
+    fn models(&self) -> Result<Vec<ModelRecord>>;
+    fn firmware(&self, model: &str, version: &str) -> Result<Option<FirmwareRecord>>;
+    fn firmwares(&self, model: &str) -> Result<Vec<FirmwareRecord>>;
+}
+
+/// Single-use challenges. Taking one removes it durably, so a nonce can never
+/// be used twice, even across a restart.
+pub trait NonceStore {
+    fn put_nonce(&self, nonce: &NonceRecord) -> Result<()>;
+    fn take_nonce(&self, nonce: &[u8]) -> Result<Option<NonceRecord>>;
+}
+
+/// The audit log, read side.
+pub trait AuditLog {
+    fn audit_records(&self) -> Result<Vec<AuditRecord>>;
+    fn audit_head(&self) -> Result<Option<AuditHead>>;
+}
+
+/// Applies writes and appends their audit record in one transaction, and
+/// returns only once all of it is durable on disk.
+pub trait Commit {
+    fn commit(&self, writes: Vec<Write>, event: AuditEvent) -> Result<AuditRecord>;
+}
+
+/// Everything a Hallmark server needs from its store.
+pub trait Store:
+    CertStore
+    + RevocationStore
+    + DeviceStore
+    + CatalogStore
+    + NonceStore
+    + AuditLog
+    + Commit
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: CertStore
+        + RevocationStore
+        + DeviceStore
+        + CatalogStore
+        + NonceStore
+        + AuditLog
+        + Commit
+        + Send
+        + Sync
+{
+}

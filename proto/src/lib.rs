@@ -1,0 +1,13 @@
+//! The hallmark.v1 gRPC contract (proto/hallmark/v1/hallmark.proto), compiled
+//! with tonic and prost. Generated code only: conversions to domain types live
+//! in the crates that own those types.
+
+/// hallmark.v1 messages, clients (`*_client`) and servers (`*_server`).
+#[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("hallmark.v1");
+
+    /// Encoded `FileDescriptorSet` of the contract, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/hallmark_descriptor.bin"));
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, or fails loudly.
+#   - openssl CLI          (openssl verify / ocsp interop checks)
+#   - pkilint              (RFC 5280 linter, from PyPI into ./.venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing with apt-get: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/lint_pkix_cert ]; then
+  echo "installing pkilint into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check pkilint
+fi
+
+for tool in openssl .venv/bin/lint_pkix_cert .venv/bin/lint_crl .venv/bin/lint_ocsp_response; do
+  command -v "$tool" >/dev/null || { echo "FATAL: $tool is missing after install" >&2; exit 1; }
+done
+echo "test dependencies ready: $(openssl version), pkilint $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pkilint"))')"

@@ -1,0 +1,171 @@
+//! Helpers for the end-to-end tests: locate and run the real binaries, and
+//! drive the independent checkers (openssl, pkilint). A missing checker fails
+//! the test loudly; nothing skips itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of a workspace binary built in the same profile as this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --release --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should have failed but succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command for a workspace binary.
+pub fn hallmark(name: &str) -> Command {
+    let mut c = Command::new(bin(name));
+    c.env_remove("HALLMARK_CA_PASSPHRASE_FILE");
+    c
+}
+
+/// `openssl verify -x509_strict` of `cert` against `root` with `untrusted`
+/// intermediates (and CRLs when given). Returns (success, combined output).
+pub fn openssl_verify(
+    root: &Path,
+    untrusted: Option<&Path>,
+    cert: &Path,
+    extra: &[&str],
+) -> (bool, String) {
+    let mut c = Command::new("openssl");
+    c.args(["verify", "-x509_strict"])
+        .args(extra)
+        .arg("-CAfile")
+        .arg(root);
+    if let Some(u) = untrusted {
+        c.arg("-untrusted").arg(u);
+    }
+    c.arg(cert);
+    let out = c
+        .output()
+        .expect("the openssl CLI is required (scripts/install-test-deps.sh installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A pkilint tool from the project's virtualenv (or PATH).
+pub fn pkilint(tool: &str) -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/bin")
+        .join(tool);
+    let path = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from(tool)
+    };
+    Command::new(path)
+}
+
+/// The one pkilint finding known to be false: it rejects `urn:` URIs in
+/// SANs (pkix.invalid_uri_syntax), which RFC 5280 allows.
+const KNOWN_FALSE_POSITIVE: &str = "pkix.invalid_uri_syntax";
+
+/// Lints a PEM certificate with `lint_pkix_cert lint -s WARNING`; returns the
+/// findings other than the URN false positive, which is filtered only when
+/// it is about a `urn:` URI.
+pub fn pkilint_cert(pem_file: &Path) -> Vec<String> {
+    lint(
+        pkilint("lint_pkix_cert")
+            .args(["lint", "-s", "WARNING"])
+            .arg(pem_file),
+    )
+}
+
+/// Lints a DER or PEM CRL with `lint_crl lint -t CRL -p PKIX -s WARNING`.
+pub fn pkilint_crl(file: &Path) -> Vec<String> {
+    lint(
+        pkilint("lint_crl")
+            .args(["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"])
+            .arg(file),
+    )
+}
+
+fn lint(cmd: &mut Command) -> Vec<String> {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("pkilint is required (scripts/install-test-deps.sh installs it into .venv): {e}")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some() && !stderr.contains("Traceback"),
+        "pkilint crashed: {stderr}"
+    );
+    // Findings come as "Validator @ path\n    code (SEVERITY): message".
+    let lines: Vec<&str> = stdout.lines().collect();
+    let mut findings = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        if t.contains("(ERROR)")
+            || t.contains("(WARNING)")
+            || t.contains("(FATAL)")
+            || t.contains("(NOTICE)")
+        {
+            let location = if i > 0 { lines[i - 1].trim() } else { "" };
+            let urn_false_positive = t.starts_with(KNOWN_FALSE_POSITIVE)
+                && location.contains("uniformResourceIdentifier")
+                && t.contains("urn:");
+            if !urn_false_positive {
+                findings.push(format!("{location}: {t}"));
+            }
+        }
+    }
+    let code = out.status.code().unwrap_or(-1);
+    if findings.is_empty() && code != 0 {
+        // Exit code = number of findings; every finding must be accounted for.
+        let filtered = stdout.matches(KNOWN_FALSE_POSITIVE).count() as i32;
+        assert_eq!(
+            code, filtered,
+            "pkilint exit {code} without parsed findings:\n{stdout}{stderr}"
+        );
+    }
+    findings
+}
+
+/// Writes DER certificates as PEM files into `dir`, named `<name>.pem`.
+pub fn write_pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
+    let p = dir.join(format!("{name}.pem"));
+    std::fs::write(&p, hallmark_ca::identity::cert_pem(der)).unwrap();
+    p
+}
