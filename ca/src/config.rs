@@ -25,6 +25,8 @@ pub struct Settings {
     pub server: ServerSettings,
     #[serde(default)]
     pub pki: PkiSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
     #[serde(default, rename = "model")]
     pub models: Vec<ModelSettings>,
 }
@@ -62,6 +64,28 @@ impl Default for PkiSettings {
             service_validity_days: 365,
             crl_validity_hours: 24,
             nonce_ttl_seconds: 120,
+        }
+    }
+}
+
+/// Abuse and overload limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Sustained provisioning requests per second per station.
+    pub station_requests_per_second: u32,
+    /// Requests a station may send in a burst above that rate.
+    pub station_burst: u32,
+    /// Devices one station may provision per UTC day (0 = no quota).
+    pub station_daily_quota: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            station_requests_per_second: 500,
+            station_burst: 1000,
+            station_daily_quota: 200_000,
         }
     }
 }
@@ -170,6 +194,11 @@ fn check(s: &Settings) -> Result<()> {
     {
         return Err(Error::invalid("pki validity settings must be positive"));
     }
+    if s.limits.station_requests_per_second == 0 || s.limits.station_burst == 0 {
+        return Err(Error::invalid(
+            "limits.station_requests_per_second and station_burst must be positive",
+        ));
+    }
     let mut names = std::collections::BTreeSet::new();
     for m in &s.models {
         validate::identifier("model name", &m.name)?;
@@ -242,6 +271,14 @@ crl_validity_hours = {crl}
 # How long an enrollment challenge stays valid.
 nonce_ttl_seconds = {nonce}
 
+[limits]
+# Provisioning requests per second per station, and the burst above it;
+# past them a station gets RESOURCE_EXHAUSTED with a retry hint.
+station_requests_per_second = {rps}
+station_burst = {burst}
+# Devices one station may provision per UTC day (0 = no quota).
+station_daily_quota = {quota}
+
 # Device models. Models can also be managed at run time with
 # `hallmark-ca --server URL --identity DIR model add`. Example:
 # [[model]]
@@ -261,6 +298,9 @@ nonce_ttl_seconds = {nonce}
         sv = s.pki.service_validity_days,
         crl = s.pki.crl_validity_hours,
         nonce = s.pki.nonce_ttl_seconds,
+        rps = s.limits.station_requests_per_second,
+        burst = s.limits.station_burst,
+        quota = s.limits.station_daily_quota,
     );
     for m in &s.models {
         out.push_str(&format!(
@@ -295,6 +335,7 @@ pub fn defaults(org: &str, grpc: SocketAddr, http: SocketAddr) -> Settings {
             server_names: vec!["127.0.0.1".into(), "::1".into()],
         },
         pki: PkiSettings::default(),
+        limits: LimitSettings::default(),
         models: vec![],
     }
 }

@@ -42,6 +42,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("audit log verification failed: {0}")]
     AuditBroken(String),
 }

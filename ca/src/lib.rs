@@ -10,17 +10,21 @@
 //! - [`keys`]: key algorithms, generation, 0600 writes.
 //! - [`serial`], [`random`], [`clock`]: serial numbers, CSPRNG helpers, time.
 //! - [`validate`]: input validation for names that reach certificates.
+//! - [`csr`]: PKCS#10 checks (proof of possession, allowed key types).
 //! - [`records`]: the records kept in the store.
 //! - [`store`]: storage traits, the sled backend, the conformance suite.
 //! - [`audit`]: the hash-chained audit log (pure).
 //! - [`config`], [`layout`], [`identity`]: hallmark.toml, the CA folder, identity folders.
 //! - [`ops`]: the offline operations behind the `hallmark-ca` binary.
+//! - [`client`]: mTLS gRPC channels for the operator and station tools.
 //! - [`der`]: the few DER encodings done by hand.
 
 pub mod audit;
 pub mod authority;
+pub mod client;
 pub mod clock;
 pub mod config;
+pub mod csr;
 pub mod der;
 pub mod error;
 pub mod identity;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod online;
 use hallmark_ca::keys::KeyAlgorithm;
 use hallmark_ca::ops::{self, InitOptions, Offline};
 use hallmark_ca::serial::Serial;
@@ -17,6 +19,13 @@ use hallmark_ca::serial::Serial;
 #[derive(Parser)]
 #[command(name = "hallmark-ca", version, about, long_about)]
 struct Cli {
+    /// Administer a running server at this URL (https://host:port) instead of
+    /// a CA folder; needs --identity.
+    #[arg(long, global = true, requires = "identity")]
+    server: Option<String>,
+    /// Admin identity folder (key.pem, cert.pem, chain.pem, ca.pem) for --server.
+    #[arg(long, global = true)]
+    identity: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,6 +83,8 @@ enum Command {
         /// Certificate serial in hex (colons allowed).
         serial: String,
     },
+    #[command(flatten)]
+    Online(online::OnlineCommand),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +142,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Online(cmd) => {
+            let (Some(server), Some(identity)) = (cli.server, cli.identity) else {
+                anyhow::bail!(
+                    "this command talks to a running server: give --server URL --identity ADMINDIR"
+                );
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(online::run(&server, &identity, cmd))?;
+        }
         Command::Init {
             dir,
             org,

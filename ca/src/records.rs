@@ -179,6 +179,10 @@ pub struct DeviceRecord {
     pub ldevid_serials: Vec<Serial>,
     /// HMAC-SHA256 of the setup code under the setup-code key, hex.
     pub setup_code_mac: String,
+    /// The fresh CSPRNG seed the setup code was drawn with (hex). Useless
+    /// without the sealed setup-code key; lets an idempotent retry of the
+    /// provisioning request return the same code without storing it.
+    pub setup_code_seed: String,
     /// The idempotency key of the provisioning request, if any.
     pub idempotency_key: Option<String>,
     pub last_attestation: Option<AttestationSummary>,

@@ -18,6 +18,8 @@ pub fn run_all(store: &dyn Store, audit_key: &[u8]) {
     revocations_by_issuer(store);
     catalog_round_trips(store);
     nonces_are_single_use(store);
+    quotas_are_enforced_atomically(store);
+    setup_code_index_is_unique(store);
     audit_log_is_chained(store, audit_key);
 }
 
@@ -58,6 +60,7 @@ fn device(id: &str, model: &str, hw: &str, serial: &Serial) -> DeviceRecord {
         idevid_serial: serial.clone(),
         ldevid_serials: vec![],
         setup_code_mac: "00".into(),
+        setup_code_seed: "00".into(),
         idempotency_key: None,
         last_attestation: None,
         owner: None,
@@ -248,5 +251,40 @@ fn audit_log_is_chained(s: &dyn Store, key: &[u8]) {
     assert!(
         recs.windows(2)
             .all(|w| w[1].seq == w[0].seq + 1 && w[1].prev == w[0].hash)
+    );
+}
+
+fn quotas_are_enforced_atomically(s: &dyn Store) {
+    let charge = || Write::ChargeQuota {
+        key: "station/st-q/2026-01-01".into(),
+        limit: 2,
+    };
+    s.commit(vec![charge()], ev("q1")).unwrap();
+    s.commit(vec![charge()], ev("q2")).unwrap();
+    let serial = Serial::random().unwrap();
+    let third = s.commit(
+        vec![Write::InsertCert(cert(&serial, "q")), charge()],
+        ev("q3"),
+    );
+    assert!(matches!(third, Err(Error::QuotaExceeded(_))), "{third:?}");
+    assert!(
+        s.cert(&serial).unwrap().is_none(),
+        "refused commit wrote a cert"
+    );
+}
+
+fn setup_code_index_is_unique(s: &dyn Store) {
+    let w = || Write::InsertSetupCodeIndex("ab".repeat(32));
+    s.commit(vec![w()], ev("sc1")).unwrap();
+    let again = s.commit(vec![w()], ev("sc2"));
+    assert!(
+        matches!(
+            again,
+            Err(Error::AlreadyExists {
+                what: "setup code",
+                ..
+            })
+        ),
+        "{again:?}"
     );
 }

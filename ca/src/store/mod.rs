@@ -27,6 +27,13 @@ pub enum Write {
     RemoveRevocation(Serial),
     PutModel(ModelRecord),
     PutFirmware(FirmwareRecord),
+    /// Claims a setup code's uniqueness-index key; refuses one in use.
+    InsertSetupCodeIndex(String),
+    /// Adds one to the counter `key`; refuses (QuotaExceeded) past `limit`.
+    ChargeQuota {
+        key: String,
+        limit: u64,
+    },
 }
 
 /// Certificates ever issued.

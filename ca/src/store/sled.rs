@@ -36,9 +36,11 @@ enum T {
     Firmware,
     Audit,
     Meta,
+    Counters,
+    SetupCodes,
 }
 
-const TREE_NAMES: [&str; 9] = [
+const TREE_NAMES: [&str; 11] = [
     "certs",
     "revocations",
     "devices",
@@ -48,6 +50,8 @@ const TREE_NAMES: [&str; 9] = [
     "firmware",
     "audit",
     "meta",
+    "counters",
+    "setup_codes",
 ];
 
 /// A sled database holding every Hallmark table.
@@ -240,6 +244,28 @@ fn apply(
         }
         Write::PutFirmware(f) => {
             tx(T::Firmware).insert(firmware_key(&f.model, &f.version), enc(f)?)?;
+        }
+        Write::InsertSetupCodeIndex(k) => {
+            if tx(T::SetupCodes).get(k.as_bytes())?.is_some() {
+                return abort(Error::AlreadyExists {
+                    what: "setup code",
+                    id: "(redacted)".into(),
+                });
+            }
+            tx(T::SetupCodes).insert(k.as_bytes(), &[1u8])?;
+        }
+        Write::ChargeQuota { key, limit } => {
+            let used = tx(T::Counters)
+                .get(key.as_bytes())?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if used >= *limit {
+                return abort(Error::QuotaExceeded(format!(
+                    "quota {key} of {limit} is used up"
+                )));
+            }
+            tx(T::Counters).insert(key.as_bytes(), &(used + 1).to_be_bytes())?;
         }
     }
     Ok(())

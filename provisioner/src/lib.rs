@@ -1,0 +1,36 @@
+//! Hallmark's server: factory provisioning, administration, and (as they
+//! land) enrollment, attestation and verification, over gRPC with mTLS; plus
+//! the station tool's client side.
+//!
+//! # Layout
+//! - [`server`]: binds gRPC (TLS 1.3, client certificates) and HTTP; graceful shutdown.
+//! - [`tls`]: the one rustls policy of every endpoint.
+//! - [`auth`]: the caller's role from its certificate, looked up in the store.
+//! - [`provision`]: the provisioning flow (pure of the wire; store + CA).
+//! - [`setup_code`]: unique per-device setup codes and their keyed hash.
+//! - [`admin`], [`revoke`]: administration and revocation.
+//! - [`service`]: the gRPC services, thin over the modules above.
+//! - [`convert`]: protobuf <-> domain types, in one place.
+//! - [`http`], [`metrics`]: health, Prometheus metrics.
+//! - [`ratelimit`]: token buckets.
+//! - [`state`]: what a running server holds.
+//! - [`station`]: the station tool's logic (single and batch provisioning).
+//! - [`error`]: the crate's error and its mapping to gRPC statuses.
+
+pub mod admin;
+pub mod auth;
+pub mod convert;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod provision;
+pub mod ratelimit;
+pub mod revoke;
+pub mod server;
+pub mod service;
+pub mod setup_code;
+pub mod state;
+pub mod station;
+pub mod tls;
+
+pub use error::{Error, Result};

@@ -1,0 +1,178 @@
+//! The server: gRPC over mutually authenticated TLS 1.3, and plain HTTP.
+//! [`start`] binds, serves in the background and returns the bound
+//! addresses; [`Running::shutdown`] stops both gracefully.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hallmark_ca::identity::IdentityDir;
+use hallmark_proto::v1::FILE_DESCRIPTOR_SET;
+use hallmark_proto::v1::admin_server::AdminServer;
+use hallmark_proto::v1::provisioning_server::ProvisioningServer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::{Error, Result, blocking};
+use crate::service::admin::AdminService;
+use crate::service::provisioning::ProvisioningService;
+use crate::state::AppState;
+
+/// Largest gRPC message accepted (a CSR is a few hundred bytes).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// A TLS handshake that takes longer is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections are closed after this long, so a revocation reaches
+/// long-lived connections too.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// Where to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub dir: PathBuf,
+    /// Overrides hallmark.toml's server.grpc_listen (port 0: any free port).
+    pub grpc: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+/// A server running in the background.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight calls finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Opens the CA folder, binds both listeners and starts serving.
+pub async fn start(opts: ServeOptions) -> Result<Running> {
+    let dir = opts.dir.clone();
+    let state = Arc::new(blocking(move || AppState::open(&dir)).await?);
+    let s = &state.config.settings.server;
+    let grpc_listener = TcpListener::bind(opts.grpc.unwrap_or(s.grpc_listen)).await?;
+    let http_listener = TcpListener::bind(opts.http.unwrap_or(s.http_listen)).await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let tls = crate::tls::server_config(
+        &IdentityDir::new(state.dir.server_identity()),
+        state.ca.root_der(),
+        vec![],
+    )?;
+    let (stop, stopped) = watch::channel(false);
+
+    let (conn_tx, conn_rx) = mpsc::channel(256);
+    let accept = tokio::spawn(accept_loop(
+        grpc_listener,
+        TlsAcceptor::from(tls),
+        conn_tx,
+        stopped.clone(),
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ProvisioningServer<ProvisioningService>>()
+        .await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let provisioning = ProvisioningServer::new(ProvisioningService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(AdminService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut grpc_stop = stopped.clone();
+    let grpc = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .max_connection_age(MAX_CONNECTION_AGE)
+            .max_concurrent_streams(Some(128))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(provisioning)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+
+    let router = crate::http::router(state.clone());
+    let mut http_stop = stopped.clone();
+    let http = tokio::spawn(async move {
+        let result = axum::serve(http_listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+    tracing::info!(%grpc_addr, %http_addr, "hallmark server ready");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        state,
+        stop,
+        tasks: vec![accept, grpc, http],
+    })
+}
+
+type Conn = std::result::Result<TlsStream<TcpStream>, std::io::Error>;
+
+/// Accepts TCP connections and completes each TLS handshake in its own task
+/// (with a timeout), so a slow client never holds up the others.
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    conns: mpsc::Sender<Conn>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let conns = conns.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let _ = conns.send(Ok(tls)).await;
+                }
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}

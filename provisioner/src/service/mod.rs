@@ -1,0 +1,58 @@
+//! The gRPC services: thin layers that authenticate the caller, check its
+//! role, run the domain operation off the async runtime, and map errors to
+//! statuses in one place ([`call`]).
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::pki_types::CertificateDer;
+use tonic::{Request, Status};
+
+use crate::auth::{self, Caller, RoleKind};
+use crate::error::{Result, blocking};
+use crate::state::AppState;
+
+pub mod admin;
+pub mod provisioning;
+
+type PeerCerts = Option<Arc<Vec<CertificateDer<'static>>>>;
+
+/// The client certificates the TLS layer verified for this request.
+pub fn peer<T>(req: &Request<T>) -> PeerCerts {
+    req.peer_certs()
+}
+
+/// Authenticates, authorises (`allowed` roles for `rpc`), runs `f` on the
+/// blocking pool, records metrics and maps the error to a status.
+pub async fn call<T: Send + 'static>(
+    state: &Arc<AppState>,
+    peer: PeerCerts,
+    rpc: &'static str,
+    allowed: &'static [RoleKind],
+    f: impl FnOnce(&AppState, &Caller) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, Status> {
+    let st = state.clone();
+    let start = Instant::now();
+    let result = blocking(move || {
+        let now = st.now().unix_timestamp();
+        let caller =
+            auth::authenticate(st.store.as_ref(), peer.as_deref().map(Vec::as_slice), now)?;
+        caller.require(allowed, rpc)?;
+        f(&st, &caller)
+    })
+    .await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    state
+        .metrics
+        .observe_ms("hallmark_rpc_seconds", &[("rpc", rpc)], ms);
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            state.metrics.inc(
+                "hallmark_rpc_refusals_total",
+                &[("rpc", rpc), ("reason", e.reason())],
+            );
+            tracing::info!(rpc, reason = e.reason(), error = %e, "request refused");
+            Err(e.into())
+        }
+    }
+}

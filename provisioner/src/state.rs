@@ -1,0 +1,96 @@
+//! Everything a running server holds: the unlocked CA, the store, the secrets,
+//! the clock, metrics and limiters. Built once at start.
+use std::path::Path;
+use std::sync::Arc;
+
+use hallmark_ca::audit::AuditEvent;
+use hallmark_ca::authority::{Ca, Secrets};
+use hallmark_ca::clock::{Clock, SystemClock};
+use hallmark_ca::config::Config;
+use hallmark_ca::layout::CaDir;
+use hallmark_ca::profile::CaKind;
+use hallmark_ca::sealed::Passphrase;
+use hallmark_ca::store::sled::SledStore;
+use hallmark_ca::store::{Store, Write};
+
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+pub struct AppState {
+    pub config: Config,
+    pub dir: CaDir,
+    pub ca: Ca,
+    pub store: Arc<dyn Store>,
+    pub secrets: Secrets,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub station_limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Opens a CA folder: config, passphrase, intermediate keys, secrets, store.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cadir = CaDir::new(dir);
+        let config = Config::load(dir)?;
+        let pass = Passphrase::from_file(&config.passphrase_path()?)?;
+        let ca = Ca::load(
+            &cadir,
+            &pass,
+            &CaKind::INTERMEDIATES,
+            &config.settings.server.public_http_url,
+        )?;
+        let secrets = Secrets::load(&cadir, &pass)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(
+            &cadir.store(),
+            Some(secrets.audit_key.clone()),
+            clock.clone(),
+        )?);
+        let limits = &config.settings.limits;
+        let state = AppState {
+            station_limiter: RateLimiter::new(
+                limits.station_requests_per_second,
+                limits.station_burst,
+            ),
+            config,
+            dir: cadir,
+            ca,
+            store,
+            secrets,
+            clock,
+            metrics: Metrics::default(),
+        };
+        state.seed_models()?;
+        Ok(state)
+    }
+
+    /// Adds the models of hallmark.toml that the store does not know yet
+    /// (the store wins: an admin may have deactivated one).
+    fn seed_models(&self) -> Result<()> {
+        let s = &self.config.settings;
+        let mut writes = vec![];
+        for m in &s.models {
+            if self.store.model(&m.name)?.is_none() {
+                writes.push(Write::PutModel(m.to_record(&s.pki)));
+            }
+        }
+        if !writes.is_empty() {
+            let names = s
+                .models
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            self.store.commit(
+                writes,
+                AuditEvent::new("server", "model.seed", "config").with("models", names),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+}
