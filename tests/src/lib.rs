@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fixture;
+
 /// Path of a workspace binary built in the same profile as this test.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -168,4 +170,108 @@ pub fn write_pem(dir: &Path, name: &str, der: &[u8]) -> PathBuf {
     let p = dir.join(format!("{name}.pem"));
     std::fs::write(&p, hallmark_ca::identity::cert_pem(der)).unwrap();
     p
+}
+
+/// A `hallmark-provisioner serve` process on ports chosen by the OS, with its
+/// log (RUST_LOG=debug) written to a file. Stopped with SIGTERM on drop.
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    pub grpc_url: String,
+    pub http_addr: String,
+}
+
+impl ServerProcess {
+    pub fn start(ca: &Path, log: &Path) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = hallmark("hallmark-provisioner")
+            .args([
+                "serve",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--dir",
+            ])
+            .arg(ca)
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        // "serving gRPC on A and HTTP on B"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() >= 8,
+            "server did not start: {line:?}; log: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        let server = ServerProcess {
+            child: Some(child),
+            grpc_url: format!("https://{}", words[3]),
+            http_addr: words[7].to_string(),
+        };
+        // Ready when /healthz answers 200.
+        for _ in 0..100 {
+            if try_http_get(&server.http_addr, "/healthz").is_some_and(|(code, _)| code == 200) {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("server never became healthy");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "server exited with {status}");
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, body), or None if nothing answered.
+pub fn try_http_get(addr: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, buf[split + 4..].to_vec()))
+}
+
+/// A plain HTTP/1.1 GET that must answer 200; returns the body as text.
+pub fn http_get(addr: &str, path: &str) -> String {
+    let (code, body) = try_http_get(addr, path).unwrap_or_else(|| panic!("GET {path}: no answer"));
+    assert_eq!(code, 200, "GET {path}");
+    String::from_utf8_lossy(&body).into_owned()
 }
