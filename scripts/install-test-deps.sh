@@ -2,6 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine, or fails loudly.
 #   - openssl CLI          (openssl verify / ocsp interop checks)
 #   - pkilint              (RFC 5280 linter, from PyPI into ./.venv)
+#   - grpcio, grpcio-tools (the Python gRPC client test, into ./.venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +14,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
-if [ ! -x .venv/bin/lint_pkix_cert ]; then
-  echo "installing pkilint into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check pkilint
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if ! .venv/bin/python -c "import pkilint, grpc, grpc_tools" 2>/dev/null; then
+  echo "installing pkilint, grpcio and grpcio-tools into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check pkilint grpcio grpcio-tools
 fi
+.venv/bin/python -c "import pkilint, grpc, grpc_tools" || { echo "FATAL: Python test packages missing" >&2; exit 1; }
 
 for tool in openssl .venv/bin/lint_pkix_cert .venv/bin/lint_crl .venv/bin/lint_ocsp_response; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is missing after install" >&2; exit 1; }
