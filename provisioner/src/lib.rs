@@ -15,6 +15,7 @@
 //! - [`ratelimit`]: token buckets.
 //! - [`state`]: what a running server holds.
 //! - [`station`]: the station tool's logic (single and batch provisioning).
+//! - [`label`]: QR-code labels (PNG) with device ID and setup code.
 //! - [`error`]: the crate's error and its mapping to gRPC statuses.
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod http;
+pub mod label;
 pub mod metrics;
 pub mod provision;
 pub mod ratelimit;

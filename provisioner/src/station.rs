@@ -39,13 +39,16 @@ impl DeviceDir {
     pub fn label(&self) -> PathBuf {
         self.0.join("label.txt")
     }
+    pub fn label_png(&self) -> PathBuf {
+        self.0.join("label.png")
+    }
     /// Complete once device.json, written last, exists.
     pub fn is_complete(&self) -> bool {
         self.info().exists()
     }
 
-    /// Writes the answer: birth identity, setup code (0600), label, and
-    /// device.json last.
+    /// Writes the answer: birth identity, setup code (0600), labels (text and
+    /// QR PNG, 0600: they carry the code), and device.json last.
     pub fn write(&self, model: &str, r: &pb::ProvisionResponse) -> anyhow::Result<DeviceInfo> {
         hallmark_ca::identity::create_private_dir(&self.0)?;
         let key_pem = (!r.private_key_pkcs8.is_empty()).then(|| {
@@ -72,6 +75,9 @@ impl DeviceDir {
             )
             .as_bytes(),
         )?;
+        let png = crate::label::qr_png(&crate::label::payload(&r.device_id, &r.setup_code))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        hallmark_ca::keys::write_private(&self.label_png(), &png)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&r.certificate_der)
             .map_err(|e| anyhow::anyhow!("the server sent an unparsable certificate: {e}"))?;
         let info = DeviceInfo {

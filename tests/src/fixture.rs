@@ -23,9 +23,16 @@ pub struct Fixture {
 impl Fixture {
     /// A CA with admin "alice" and the server running. Models: none yet.
     pub async fn start() -> Fixture {
+        Self::start_with_config(|c| c).await
+    }
+
+    /// Like [`Fixture::start`], with hallmark.toml edited before the server starts.
+    pub async fn start_with_config(edit: impl FnOnce(String) -> String) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let ca = tmp.path().join("ca");
         ops::init(&ca, &InitOptions::default()).unwrap();
+        let cfg = ca.join("hallmark.toml");
+        std::fs::write(&cfg, edit(std::fs::read_to_string(&cfg).unwrap())).unwrap();
         let admin = tmp.path().join("admin");
         Offline::open(&ca)
             .unwrap()

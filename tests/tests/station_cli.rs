@@ -142,6 +142,11 @@ fn station_tool_provisions_a_batch_resumes_it_and_leaves_no_secret_behind() {
         );
         assert!(good, "{text}");
     }
+    assert!(
+        std::fs::read(out.join("SN-00003/label.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
     let label = std::fs::read_to_string(out.join("SN-00003/label.txt")).unwrap();
     assert!(
         label.contains(&codes[3]) && label.contains("Device ID:"),
