@@ -39,7 +39,7 @@ pub enum Error {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
-        #[source]
+        // Shown in the message, not chained, so it is printed once.
         source: std::io::Error,
     },
     #[error("connection failed: {0}")]

@@ -6,6 +6,8 @@
 //! DIR/ca/<ca>.pem                CA certificates (root, manufacturing, ...)
 //! DIR/ca/<ca>.key.sealed         CA keys, encrypted at rest
 //! DIR/ca/secrets.sealed          setup-code and audit keys, encrypted
+//! DIR/ca/attestation.key.sealed  key that signs attestation results
+//! DIR/ca/attestation.pub.pem     its public key, for cloud verifiers
 //! DIR/server/                    the server's TLS identity folder
 //! DIR/store/                     the sled database
 //! ```
@@ -41,6 +43,12 @@ impl CaDir {
     pub fn secrets(&self) -> PathBuf {
         self.ca_folder().join("secrets.sealed")
     }
+    pub fn attestation_key(&self) -> PathBuf {
+        self.ca_folder().join("attestation.key.sealed")
+    }
+    pub fn attestation_pub(&self) -> PathBuf {
+        self.ca_folder().join("attestation.pub.pem")
+    }
     pub fn server_identity(&self) -> PathBuf {
         self.0.join("server")
     }
@@ -53,6 +61,9 @@ impl CaDir {
 pub fn key_purpose(kind: CaKind) -> String {
     format!("hallmark {} CA key", kind.name())
 }
+
+/// The purpose bound into the sealed attestation-result key.
+pub const ATTESTATION_KEY_PURPOSE: &str = "hallmark attestation-result key";
 
 /// The purpose bound into the sealed secrets file.
 pub const SECRETS_PURPOSE: &str = "hallmark secrets";

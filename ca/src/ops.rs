@@ -185,9 +185,22 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport> {
     )?;
     issued.push(server);
 
-    // Secrets, store, config.
+    // Secrets, the attestation-result key, store, config.
     let secrets = Secrets::generate()?;
     keys::write_private(&cadir.secrets(), secrets.seal(&pass)?.as_bytes())?;
+    let att = keys::generate(KeyAlgorithm::P256)?;
+    let att_der = zeroize::Zeroizing::new(att.serialize_der());
+    keys::write_private(
+        &cadir.attestation_key(),
+        sealed::seal(
+            &pass,
+            layout::ATTESTATION_KEY_PURPOSE,
+            &att_der,
+            Default::default(),
+        )?
+        .as_bytes(),
+    )?;
+    keys::write_public(&cadir.attestation_pub(), att.public_key_pem().as_bytes())?;
     identity::create_private_dir(&cadir.store())?;
     let store = SledStore::open(
         &cadir.store(),

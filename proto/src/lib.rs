@@ -1,6 +1,13 @@
-//! The hallmark.v1 gRPC contract (proto/hallmark/v1/hallmark.proto), compiled
-//! with tonic and prost. Generated code only: conversions to domain types live
-//! in the crates that own those types.
+//! The hallmark.v1 contract: the gRPC services (proto/hallmark/v1/hallmark.proto,
+//! compiled with tonic and prost) and the signed token formats they carry
+//! ([`eat`]: attestation evidence and results). Conversions to domain types
+//! live in the crates that own those types.
+//!
+//! # Layout
+//! - [`v1`]: generated messages, clients and servers.
+//! - [`eat`]: EAT evidence and CWT attestation results as COSE_Sign1.
+
+pub mod eat;
 
 /// hallmark.v1 messages, clients (`*_client`) and servers (`*_server`).
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]

@@ -45,6 +45,8 @@ impl Role {
 pub struct Caller {
     pub role: Role,
     pub serial: Serial,
+    /// The leaf certificate presented (DER).
+    pub cert_der: Vec<u8>,
 }
 
 impl Caller {
@@ -127,5 +129,9 @@ where
             )));
         }
     };
-    Ok(Caller { role, serial })
+    Ok(Caller {
+        role,
+        serial,
+        cert_der: record.der,
+    })
 }

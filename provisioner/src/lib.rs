@@ -8,6 +8,8 @@
 //! - [`auth`]: the caller's role from its certificate, looked up in the store.
 //! - [`provision`]: the provisioning flow (pure of the wire; store + CA).
 //! - [`setup_code`]: unique per-device setup codes and their keyed hash.
+//! - [`enrollment`]: challenges, enrollment, renewal, attestation (flows 2-4).
+//! - [`attestation`]: evidence checks and appraisal (pure), result signing.
 //! - [`admin`], [`revoke`]: administration and revocation.
 //! - [`service`]: the gRPC services, thin over the modules above.
 //! - [`convert`]: protobuf <-> domain types, in one place.
@@ -19,8 +21,10 @@
 //! - [`error`]: the crate's error and its mapping to gRPC statuses.
 
 pub mod admin;
+pub mod attestation;
 pub mod auth;
 pub mod convert;
+pub mod enrollment;
 pub mod error;
 pub mod http;
 pub mod label;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hallmark_ca::identity::IdentityDir;
 use hallmark_proto::v1::FILE_DESCRIPTOR_SET;
 use hallmark_proto::v1::admin_server::AdminServer;
+use hallmark_proto::v1::enrollment_server::EnrollmentServer;
 use hallmark_proto::v1::provisioning_server::ProvisioningServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Error, Result, blocking};
 use crate::service::admin::AdminService;
+use crate::service::enrollment::EnrollmentService;
 use crate::service::provisioning::ProvisioningService;
 use crate::state::AppState;
 
@@ -87,6 +89,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         .set_serving::<ProvisioningServer<ProvisioningService>>()
         .await;
     health.set_serving::<AdminServer<AdminService>>().await;
+    health
+        .set_serving::<EnrollmentServer<EnrollmentService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -100,6 +105,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let enrollment = EnrollmentServer::new(EnrollmentService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut grpc_stop = stopped.clone();
     let grpc = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
@@ -109,6 +118,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
             .add_service(reflection)
             .add_service(provisioning)
             .add_service(admin)
+            .add_service(enrollment)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             })

@@ -7,12 +7,14 @@ use hallmark_ca::audit::AuditEvent;
 use hallmark_ca::authority::{Ca, Secrets};
 use hallmark_ca::clock::{Clock, SystemClock};
 use hallmark_ca::config::Config;
+use hallmark_ca::layout;
 use hallmark_ca::layout::CaDir;
 use hallmark_ca::profile::CaKind;
-use hallmark_ca::sealed::Passphrase;
+use hallmark_ca::sealed::{self, Passphrase};
 use hallmark_ca::store::sled::SledStore;
 use hallmark_ca::store::{Store, Write};
 
+use crate::attestation::ResultSigner;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub station_limiter: RateLimiter,
+    /// Signs attestation results.
+    pub attestation: ResultSigner,
 }
 
 impl AppState {
@@ -41,6 +45,11 @@ impl AppState {
             &config.settings.server.public_http_url,
         )?;
         let secrets = Secrets::load(&cadir, &pass)?;
+        let att_path = cadir.attestation_key();
+        let att_text =
+            std::fs::read_to_string(&att_path).map_err(|e| hallmark_ca::Error::io(&att_path, e))?;
+        let att_der = sealed::open(&pass, layout::ATTESTATION_KEY_PURPOSE, &att_text)?;
+        let attestation = ResultSigner::from_pkcs8(&att_der)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store: Arc<dyn Store> = Arc::new(SledStore::open(
             &cadir.store(),
@@ -60,6 +69,7 @@ impl AppState {
             secrets,
             clock,
             metrics: Metrics::default(),
+            attestation,
         };
         state.seed_models()?;
         Ok(state)

@@ -12,6 +12,7 @@ use crate::error::{Result, blocking};
 use crate::state::AppState;
 
 pub mod admin;
+pub mod enrollment;
 pub mod provisioning;
 
 type PeerCerts = Option<Arc<Vec<CertificateDer<'static>>>>;

@@ -1,0 +1,164 @@
+//! `hallmark-device run`: stay enrolled for life. Renews at about two thirds
+//! of the certificate's life (with jitter) and, when the server cannot be
+//! reached, retries with exponential backoff and full jitter, so a fleet
+//! coming back after an outage spreads out instead of arriving at once.
+use std::future::Future;
+use std::time::Duration;
+
+use crate::device::{Device, Firmware};
+use crate::error::Result;
+use crate::schedule;
+
+/// Backoff parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base_ms: u64,
+    pub cap_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 1_000,
+            cap_ms: 300_000,
+        }
+    }
+}
+
+/// Runs `op` until it succeeds or fails for good; transient failures
+/// (unreachable, RESOURCE_EXHAUSTED, ...) are retried after a jittered,
+/// growing wait.
+pub async fn retry<T, Fut>(backoff: Backoff, mut op: impl FnMut() -> Fut) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() => {
+                let wait = schedule::backoff_ms(
+                    attempt,
+                    backoff.base_ms,
+                    backoff.cap_ms,
+                    schedule::unit(),
+                );
+                tracing::warn!(attempt, wait_ms = wait, error = %e, "server unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                attempt = attempt.saturating_add(1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Enrolls if needed, then renews before every expiry, until `stop` resolves.
+pub async fn run(
+    device: &Device,
+    server: &str,
+    fw: &Firmware,
+    backoff: Backoff,
+    stop: impl Future<Output = ()>,
+) -> Result<()> {
+    tokio::pin!(stop);
+    loop {
+        let status = device.status();
+        if status.state != "enrolled" {
+            let e = retry(backoff, || device.enroll(server, fw, false)).await?;
+            tracing::info!(serial = %e.serial, not_after = e.not_after, "enrolled");
+        }
+        let status = device.status();
+        let renew_at = match (status.renew_after, status.ldevid_not_after) {
+            (Some(r), _) => r,
+            (None, Some(na)) => schedule::renew_at(device.trusted_now(), na, schedule::unit()),
+            (None, None) => device.trusted_now(),
+        };
+        let wait = (renew_at - device.trusted_now()).max(1) as u64;
+        tracing::info!(renew_in_s = wait, "waiting to renew");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {
+                let e = retry(backoff, || device.enroll(server, fw, true)).await?;
+                tracing::info!(serial = %e.serial, not_after = e.not_after, "renewed");
+            }
+            _ = &mut stop => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::error::Error;
+
+    /// A few hundred devices lose the server at t=0; it comes back at t=60s.
+    /// Each runs the real `retry` loop against a stand-in for the server (the
+    /// server itself is not what is under test: the devices' timing is), with
+    /// tokio's clock paused. Their attempts after the return must be spread
+    /// out, not a synchronized burst.
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_reconnects_spread_out_after_an_outage() {
+        const DEVICES: usize = 300;
+        let back_at = Duration::from_secs(60);
+        let start = tokio::time::Instant::now();
+        let attempts: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let mut tasks = vec![];
+        for _ in 0..DEVICES {
+            let attempts = attempts.clone();
+            tasks.push(tokio::spawn(async move {
+                retry(
+                    Backoff {
+                        base_ms: 1_000,
+                        cap_ms: 60_000,
+                    },
+                    || {
+                        let attempts = attempts.clone();
+                        async move {
+                            let t = start.elapsed();
+                            attempts.lock().unwrap().push(t);
+                            if t < back_at {
+                                Err(Error::Connect {
+                                    url: "x".into(),
+                                    detail: "down".into(),
+                                })
+                            } else {
+                                Ok(t)
+                            }
+                        }
+                    },
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        let mut reconnected = vec![];
+        for t in tasks {
+            reconnected.push(t.await.unwrap());
+        }
+        // When did each device get back in, in one-second buckets?
+        let mut buckets = std::collections::BTreeMap::<u64, usize>::new();
+        for t in &reconnected {
+            *buckets.entry(t.as_secs()).or_default() += 1;
+        }
+        let busiest = *buckets.values().max().unwrap();
+        let span = reconnected.iter().max().unwrap().as_secs() - back_at.as_secs();
+        assert!(
+            busiest <= DEVICES / 10,
+            "{busiest} of {DEVICES} devices came back in the same second: {buckets:?}"
+        );
+        assert!(span >= 20, "reconnections spread over only {span}s");
+        // While it was down, each device backed off instead of hammering: a
+        // fixed one-second retry loop would make 60 attempts per device.
+        let during = attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| **t < back_at)
+            .count();
+        assert!(
+            during <= DEVICES * 10,
+            "{during} attempts during a 60 s outage"
+        );
+    }
+}

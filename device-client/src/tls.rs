@@ -1,0 +1,162 @@
+//! The device's TLS client: rustls with ring, TLS 1.3, its own certificate,
+//! trusting only Hallmark's root.
+//!
+//! Devices without a real-time clock: a device that boots at 1970 cannot
+//! check certificate validity periods. The device keeps a *floor* for the
+//! time: the largest of its own clock, its birth certificate's notBefore
+//! (it was made after that), and the last server time it received over an
+//! authenticated connection (state.json). Server certificates are checked at
+//! the floor whenever the clock is behind it, so a clockless device enrolls;
+//! everything else about the chain is checked as usual, and the floor only
+//! ever moves forward.
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::error::{Error, Result};
+
+/// Checks server certificates at max(now, floor).
+#[derive(Debug)]
+struct FloorTimeVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    floor: UnixTime,
+}
+
+impl ServerCertVerifier for FloorTimeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let at = if now.as_secs() < self.floor.as_secs() {
+            self.floor
+        } else {
+            now
+        };
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, at)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// What the device presents and trusts.
+pub struct ClientIdentity {
+    /// Leaf first, then intermediates.
+    pub chain: Vec<Vec<u8>>,
+    pub key_pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    pub root: Vec<u8>,
+}
+
+/// A rustls client config for `id`, checking the server at `floor_unix` or later.
+pub fn client_config(id: &ClientIdentity, floor_unix: u64) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(id.root.clone()))
+        .map_err(|e| Error::State(format!("root certificate: {e}")))?;
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::State(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(FloorTimeVerifier {
+        inner,
+        floor: UnixTime::since_unix_epoch(std::time::Duration::from_secs(floor_unix)),
+    });
+    let chain = id.chain.iter().cloned().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_pkcs8.to_vec()));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::State(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| Error::Key(format!("client certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Connects to `url` (https://host:port) over mutual TLS with `cfg`.
+pub async fn connect(url: &str, cfg: rustls::ClientConfig) -> Result<Channel> {
+    let uri: Uri = url.parse().map_err(|e| Error::Connect {
+        url: url.into(),
+        detail: format!("bad URL: {e}"),
+    })?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let server_name = ServerName::try_from(host.clone()).map_err(|e| Error::Connect {
+        url: url.into(),
+        detail: format!("bad host name: {e}"),
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    // tonic sees plain http: TLS is done in the connector with our config.
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Connect {
+            url: url.into(),
+            detail: e.to_string(),
+        })?
+        .connect_timeout(std::time::Duration::from_secs(10));
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            let addr = addr.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| Error::Connect {
+            url: url.into(),
+            detail: source_chain(&e),
+        })
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
