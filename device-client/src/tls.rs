@@ -160,3 +160,78 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root and a server certificate for 127.0.0.1 valid from `from` for a year.
+    fn pki(from: time::OffsetDateTime) -> (Vec<u8>, Vec<u8>) {
+        let root_key = rcgen::KeyPair::generate().unwrap();
+        let mut rp = rcgen::CertificateParams::new(vec![]).unwrap();
+        rp.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        rp.not_before = from;
+        rp.not_after = from + time::Duration::days(365);
+        let root = rp.self_signed(&root_key).unwrap();
+        let issuer = rcgen::Issuer::new(rp, &root_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let mut sp = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        sp.not_before = from;
+        sp.not_after = from + time::Duration::days(365);
+        let server = sp.signed_by(&server_key, &issuer).unwrap();
+        (root.der().to_vec(), server.der().to_vec())
+    }
+
+    fn verifier(root: &[u8], floor: u64) -> FloorTimeVerifier {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(root.to_vec())).unwrap();
+        let inner = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        FloorTimeVerifier {
+            inner,
+            floor: UnixTime::since_unix_epoch(std::time::Duration::from_secs(floor)),
+        }
+    }
+
+    #[test]
+    fn a_device_at_1970_checks_the_server_at_its_time_floor() {
+        let issued = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let (root, server) = pki(issued);
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let epoch = UnixTime::since_unix_epoch(std::time::Duration::from_secs(0));
+        let leaf = CertificateDer::from(server.clone());
+        // Without a floor, a clock at 1970 rejects the certificate as not yet valid.
+        assert!(
+            verifier(&root, 0)
+                .verify_server_cert(&leaf, &[], &name, &[], epoch)
+                .is_err()
+        );
+        // With the floor (e.g. the birth certificate's notBefore) it verifies.
+        let floor = (issued + time::Duration::hours(1)).unix_timestamp() as u64;
+        assert!(
+            verifier(&root, floor)
+                .verify_server_cert(&leaf, &[], &name, &[], epoch)
+                .is_ok()
+        );
+        // The floor never hides a bad chain: a foreign root still fails.
+        let (other_root, _) = pki(issued);
+        assert!(
+            verifier(&other_root, floor)
+                .verify_server_cert(&leaf, &[], &name, &[], epoch)
+                .is_err()
+        );
+        // Nor an expired certificate when the real clock is past it.
+        let late = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            (issued + time::Duration::days(400)).unix_timestamp() as u64,
+        ));
+        assert!(
+            verifier(&root, floor)
+                .verify_server_cert(&leaf, &[], &name, &[], late)
+                .is_err()
+        );
+    }
+}
