@@ -169,6 +169,11 @@ impl Ca {
         })
     }
 
+    /// The CAs whose keys are loaded.
+    pub fn authorities(&self) -> impl Iterator<Item = &Authority> {
+        self.authorities.values()
+    }
+
     /// DER certificate of any CA in the hierarchy (loaded or not).
     pub fn ca_cert_der(&self, kind: CaKind) -> Option<&[u8]> {
         match kind {

@@ -5,6 +5,7 @@
 //! DIR/passphrase                 0600, only when init generated it
 //! DIR/ca/<ca>.pem                CA certificates (root, manufacturing, ...)
 //! DIR/ca/<ca>.key.sealed         CA keys, encrypted at rest
+//! DIR/ca/root.crl               the root CA's CRL (signed offline)
 //! DIR/ca/secrets.sealed          setup-code and audit keys, encrypted
 //! DIR/ca/attestation.key.sealed  key that signs attestation results
 //! DIR/ca/attestation.pub.pem     its public key, for cloud verifiers
@@ -42,6 +43,10 @@ impl CaDir {
     }
     pub fn secrets(&self) -> PathBuf {
         self.ca_folder().join("secrets.sealed")
+    }
+    /// The root's CRL (DER), signed offline by `init` and `hallmark-ca crl`.
+    pub fn root_crl(&self) -> PathBuf {
+        self.ca_folder().join("root.crl")
     }
     pub fn attestation_key(&self) -> PathBuf {
         self.ca_folder().join("attestation.key.sealed")

@@ -11,6 +11,7 @@
 //! - [`serial`], [`random`], [`clock`]: serial numbers, CSPRNG helpers, time.
 //! - [`validate`]: input validation for names that reach certificates.
 //! - [`csr`]: PKCS#10 checks (proof of possession, allowed key types).
+//! - [`crl`]: CRLs per issuing CA.
 //! - [`records`]: the records kept in the store.
 //! - [`store`]: storage traits, the sled backend, the conformance suite.
 //! - [`audit`]: the hash-chained audit log (pure).
@@ -24,6 +25,7 @@ pub mod authority;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod crl;
 pub mod csr;
 pub mod der;
 pub mod error;

@@ -71,6 +71,12 @@ enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// Re-sign the offline root's CRL (DIR/ca/root.crl) with the root key.
+    /// Do it before a year has passed (its nextUpdate), server stopped.
+    Crl {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// List every certificate the CA has issued (server stopped).
     List {
         #[arg(long)]
@@ -217,6 +223,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "audit log OK: {} records, chain intact, head {}",
                 r.records, r.head_hash
+            );
+        }
+        Command::Crl { dir } => {
+            let n = ops::sign_root_crl(&dir)?;
+            println!(
+                "root CRL re-signed with {n} entries, valid for {} days: {}",
+                ops::ROOT_CRL_VALIDITY.whole_days(),
+                dir.join("ca/root.crl").display()
             );
         }
         Command::List { dir } => {

@@ -9,6 +9,7 @@ use crate::audit::{self, AuditEvent, AuditReport};
 use crate::authority::{Authority, Ca, IssueRequest, IssuedCert, Secrets};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, PASSPHRASE_ENV};
+use crate::crl;
 use crate::error::{Error, Result};
 use crate::identity::{self, IdentityDir};
 use crate::keys::{self, KeyAlgorithm};
@@ -21,6 +22,40 @@ use crate::signer::{CaSigner, SoftwareSigner};
 use crate::store::sled::SledStore;
 use crate::store::{AuditLog, CatalogStore, CertStore, Commit, RevocationStore, Write};
 use crate::validate;
+
+/// How long the offline root's CRL is valid; re-sign it with `hallmark-ca crl`.
+pub const ROOT_CRL_VALIDITY: time::Duration = time::Duration::days(365);
+
+/// CRL numbers: milliseconds since the epoch, so they only grow, across
+/// restarts and machines, without a counter to keep.
+pub fn crl_number(now: time::OffsetDateTime) -> u64 {
+    (now.unix_timestamp_nanos() / 1_000_000).max(1) as u64
+}
+
+/// Re-signs the root CRL with the root key (offline; server stopped).
+pub fn sign_root_crl(dir: &Path) -> Result<usize> {
+    let cadir = CaDir::new(dir);
+    let config = Config::load(dir)?;
+    let pass = Passphrase::from_file(&config.passphrase_path()?)?;
+    let ca = Ca::load(
+        &cadir,
+        &pass,
+        &[CaKind::Root],
+        &config.settings.server.public_http_url,
+    )?;
+    let store = SledStore::open(&cadir.store(), None, Arc::new(SystemClock))?;
+    let revoked = store.revocations(CaKind::Root)?;
+    let now = SystemClock.now();
+    let der = crl::build(
+        ca.authority(CaKind::Root)?,
+        &revoked,
+        now,
+        ROOT_CRL_VALIDITY,
+        crl_number(now),
+    )?;
+    keys::write_public(&cadir.root_crl(), &der)?;
+    Ok(revoked.len())
+}
 
 /// What `init` needs to know.
 #[derive(Debug, Clone)]
@@ -131,6 +166,10 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport> {
     let root_signer: Arc<dyn CaSigner> =
         Arc::new(SoftwareSigner::new(opts.ca_key_algorithm, root_key));
     let root_auth = Authority::new(CaKind::Root, root_cert.clone(), root_signer)?;
+    keys::write_public(
+        &cadir.root_crl(),
+        &crl::build(&root_auth, &[], now, ROOT_CRL_VALIDITY, crl_number(now))?,
+    )?;
     let mut issued = vec![IssuedCert {
         serial: root_serial.clone(),
         der: root_cert.clone(),

@@ -124,6 +124,10 @@ pub struct RevocationRecord {
     pub reason: RevocationReason,
     pub revoked_at: i64,
     pub revoked_by: String,
+    /// The certificate's notAfter: once past, the entry may leave the CRL
+    /// (RFC 5280 3.3). 0 when unknown (kept).
+    #[serde(default)]
+    pub cert_not_after: i64,
 }
 
 /// A device's life.

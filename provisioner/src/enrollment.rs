@@ -223,7 +223,8 @@ pub fn enroll(
     let mut superseded = vec![];
     for s in &p.device.ldevid_serials {
         if state.store.revocation(s)?.is_none() {
-            superseded.push(s.clone());
+            let not_after = state.store.cert(s)?.map(|c| c.not_after).unwrap_or(0);
+            superseded.push((s.clone(), not_after));
         }
     }
     let (issued, _) = state.ca.issue_recorded(
@@ -245,13 +246,14 @@ pub fn enroll(
                 reason: String::new(),
             });
             let mut w = vec![Write::UpdateDevice(d)];
-            for s in &superseded {
+            for (s, not_after) in &superseded {
                 w.push(Write::PutRevocation(RevocationRecord {
                     serial: s.clone(),
                     issuer: hallmark_ca::profile::CaKind::Operational,
                     reason: RevocationReason::Superseded,
                     revoked_at: now.unix_timestamp(),
                     revoked_by: actor.clone(),
+                    cert_not_after: *not_after,
                 }));
             }
             w
@@ -268,6 +270,9 @@ pub fn enroll(
         .with("firmware_version", &fw_version)
         .with("superseded", superseded.len().to_string()),
     )?;
+    if !superseded.is_empty() {
+        state.publish_soon();
+    }
     let life = issued.not_after - now.unix_timestamp();
     Ok(Enrolled {
         result: result_token(state, &p.device.device_id, true, &fw_version, "")?,

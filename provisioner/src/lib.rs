@@ -11,6 +11,7 @@
 //! - [`enrollment`]: challenges, enrollment, renewal, attestation (flows 2-4).
 //! - [`attestation`]: evidence checks and appraisal (pure), result signing.
 //! - [`admin`], [`revoke`]: administration and revocation.
+//! - [`publish`]: CRLs and the TLS configuration that honours them.
 //! - [`service`]: the gRPC services, thin over the modules above.
 //! - [`convert`]: protobuf <-> domain types, in one place.
 //! - [`http`], [`metrics`]: health, Prometheus metrics.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod label;
 pub mod metrics;
 pub mod provision;
+pub mod publish;
 pub mod ratelimit;
 pub mod revoke;
 pub mod server;

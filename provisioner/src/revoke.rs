@@ -183,6 +183,7 @@ fn apply(
             reason,
             revoked_at: now,
             revoked_by: actor.clone(),
+            cert_not_after: cert.not_after,
         }));
         revoked.push(s);
     }
@@ -215,6 +216,7 @@ fn apply(
             .with("certificates", revoked.len().to_string())
             .with("devices", affected.to_string()),
     )?;
+    state.publish()?;
     Ok(Outcome {
         revoked_serials: revoked,
         devices_affected: affected,

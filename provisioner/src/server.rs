@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hallmark_ca::identity::IdentityDir;
 use hallmark_proto::v1::FILE_DESCRIPTOR_SET;
 use hallmark_proto::v1::admin_server::AdminServer;
 use hallmark_proto::v1::enrollment_server::EnrollmentServer;
@@ -69,20 +68,16 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     let http_listener = TcpListener::bind(opts.http.unwrap_or(s.http_listen)).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let tls = crate::tls::server_config(
-        &IdentityDir::new(state.dir.server_identity()),
-        state.ca.root_der(),
-        vec![],
-    )?;
     let (stop, stopped) = watch::channel(false);
 
     let (conn_tx, conn_rx) = mpsc::channel(256);
     let accept = tokio::spawn(accept_loop(
         grpc_listener,
-        TlsAcceptor::from(tls),
+        state.clone(),
         conn_tx,
         stopped.clone(),
     ));
+    let publisher = tokio::spawn(publish_loop(state.clone(), stopped.clone()));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -146,7 +141,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         http_addr,
         state,
         stop,
-        tasks: vec![accept, grpc, http],
+        tasks: vec![accept, grpc, http, publisher],
     })
 }
 
@@ -156,7 +151,7 @@ type Conn = std::result::Result<TlsStream<TcpStream>, std::io::Error>;
 /// (with a timeout), so a slow client never holds up the others.
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    state: Arc<AppState>,
     conns: mpsc::Sender<Conn>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -173,16 +168,54 @@ async fn accept_loop(
             _ = stopped.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The current configuration: CRLs published since start apply.
+        let acceptor = match state.publisher.tls() {
+            Ok(cfg) => TlsAcceptor::from(cfg),
+            Err(e) => {
+                tracing::error!(error = %e, "no TLS configuration");
+                continue;
+            }
+        };
         let conns = conns.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     let _ = conns.send(Ok(tls)).await;
                 }
-                Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    state
+                        .metrics
+                        .inc("hallmark_tls_handshake_failures_total", &[]);
+                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                }
+                Err(_) => {
+                    state
+                        .metrics
+                        .inc("hallmark_tls_handshake_failures_total", &[]);
+                    tracing::info!(%peer, "TLS handshake timed out");
+                }
             }
         });
+    }
+}
+
+/// Re-publishes CRLs shortly after bulk revocation changes (debounced) and
+/// at half their validity, so relying parties never hold an expired CRL.
+async fn publish_loop(state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
+    let refresh =
+        Duration::from_secs(u64::from(state.config.settings.pki.crl_validity_hours) * 1800);
+    loop {
+        tokio::select! {
+            _ = state.publisher.dirty.notified() => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ = tokio::time::sleep(refresh) => {}
+            _ = stopped.changed() => break,
+        }
+        let st = state.clone();
+        if let Err(e) = blocking(move || st.publish()).await {
+            tracing::error!(error = %e, "publishing CRLs failed");
+        }
     }
 }

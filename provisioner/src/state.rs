@@ -17,6 +17,7 @@ use hallmark_ca::store::{Store, Write};
 use crate::attestation::ResultSigner;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::publish::Publisher;
 use crate::ratelimit::RateLimiter;
 
 pub struct AppState {
@@ -30,6 +31,8 @@ pub struct AppState {
     pub station_limiter: RateLimiter,
     /// Signs attestation results.
     pub attestation: ResultSigner,
+    /// CRLs and the TLS configuration that honours them.
+    pub publisher: Publisher,
 }
 
 impl AppState {
@@ -70,8 +73,10 @@ impl AppState {
             clock,
             metrics: Metrics::default(),
             attestation,
+            publisher: Publisher::default(),
         };
         state.seed_models()?;
+        state.publish()?;
         Ok(state)
     }
 
@@ -98,6 +103,17 @@ impl AppState {
             )?;
         }
         Ok(())
+    }
+
+    /// Regenerates CRLs and the TLS configuration now (after a revocation
+    /// an operator is waiting for).
+    pub fn publish(&self) -> Result<()> {
+        self.publisher.publish(self)
+    }
+
+    /// Revocations changed in bulk (renewals): publish soon, debounced.
+    pub fn publish_soon(&self) {
+        self.publisher.dirty.notify_one();
     }
 
     pub fn now(&self) -> time::OffsetDateTime {

@@ -171,6 +171,7 @@ fn revocations_by_issuer(s: &dyn Store) {
         reason: RevocationReason::KeyCompromise,
         revoked_at: 5,
         revoked_by: "t".into(),
+        cert_not_after: 0,
     };
     s.commit(
         vec![
