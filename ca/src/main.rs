@@ -109,6 +109,15 @@ enum IssueCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A cloud service that verifies device identities (Verification API).
+    Verifier {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// An administrator of the PKI.
     Admin {
         #[arg(long)]
@@ -203,6 +212,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "Issued station {id} (models {}) serial {} into {}",
                     models.join(","),
+                    c.serial,
+                    out.display()
+                );
+            }
+            IssueCommand::Verifier { dir, name, out } => {
+                let c = Offline::open(&dir)?.issue_verifier(&name, &out)?;
+                println!(
+                    "Issued verifier {name} serial {} into {}",
                     c.serial,
                     out.display()
                 );

@@ -373,6 +373,21 @@ impl Offline {
         )
     }
 
+    /// Issues a verifier certificate (cloud services: Verification API only).
+    pub fn issue_verifier(&self, name: &str, out: &Path) -> Result<IssuedCert> {
+        let t = Template::Verifier {
+            name: name.into(),
+            org: self.config.settings.org.clone(),
+            validity_days: self.config.settings.pki.service_validity_days,
+        };
+        self.issue_to_folder(
+            &t,
+            out,
+            |_| vec![],
+            AuditEvent::new("ca-tool", "verifier.issue", name),
+        )
+    }
+
     fn issue_to_folder(
         &self,
         t: &Template,

@@ -83,6 +83,8 @@ pub enum Profile {
     LDevId,
     Station,
     Admin,
+    /// A cloud service that verifies devices (Verification API only).
+    Verifier,
     Server,
 }
 
@@ -95,6 +97,7 @@ impl Profile {
             Profile::LDevId => "ldevid",
             Profile::Station => "station",
             Profile::Admin => "admin",
+            Profile::Verifier => "verifier",
             Profile::Server => "server",
         }
     }
@@ -105,7 +108,9 @@ impl Profile {
             Profile::Root | Profile::Intermediate => CaKind::Root,
             Profile::IDevId => CaKind::Manufacturing,
             Profile::LDevId => CaKind::Operational,
-            Profile::Station | Profile::Admin | Profile::Server => CaKind::Service,
+            Profile::Station | Profile::Admin | Profile::Verifier | Profile::Server => {
+                CaKind::Service
+            }
         }
     }
 }
@@ -142,6 +147,11 @@ pub enum Template {
         org: String,
         validity_days: u32,
     },
+    Verifier {
+        name: String,
+        org: String,
+        validity_days: u32,
+    },
     Server {
         names: Vec<String>,
         org: String,
@@ -158,6 +168,7 @@ impl Template {
             Template::LDevId { .. } => Profile::LDevId,
             Template::Station { .. } => Profile::Station,
             Template::Admin { .. } => Profile::Admin,
+            Template::Verifier { .. } => Profile::Verifier,
             Template::Server { .. } => Profile::Server,
         }
     }
@@ -171,7 +182,7 @@ impl Template {
                 device_id.clone()
             }
             Template::Station { station_id, .. } => station_id.clone(),
-            Template::Admin { name, .. } => name.clone(),
+            Template::Admin { name, .. } | Template::Verifier { name, .. } => name.clone(),
             Template::Server { names, .. } => names.first().cloned().unwrap_or_default(),
         }
     }
@@ -218,8 +229,13 @@ impl Template {
                 name,
                 org,
                 validity_days,
+            }
+            | Template::Verifier {
+                name,
+                org,
+                validity_days,
             } => {
-                validate::identifier("admin name", name)?;
+                validate::identifier("name", name)?;
                 validate::organization(org)?;
                 days_ok(*validity_days, 3650)
             }
@@ -293,6 +309,7 @@ pub fn validity(t: &Template, now: OffsetDateTime) -> (OffsetDateTime, OffsetDat
         Template::LDevId { validity_days, .. }
         | Template::Station { validity_days, .. }
         | Template::Admin { validity_days, .. }
+        | Template::Verifier { validity_days, .. }
         | Template::Server { validity_days, .. } => now + Duration::days(i64::from(*validity_days)),
     };
     (not_before, not_after)
@@ -355,7 +372,9 @@ pub fn build(
             dn.push(DnType::CommonName, device_id.as_str());
         }
         Template::LDevId { device_id, .. } => dn.push(DnType::CommonName, device_id.as_str()),
-        Template::Station { org, .. } | Template::Admin { org, .. } => {
+        Template::Station { org, .. }
+        | Template::Admin { org, .. }
+        | Template::Verifier { org, .. } => {
             dn.push(DnType::OrganizationName, org.as_str());
             dn.push(DnType::OrganizationalUnitName, t.profile().name());
             dn.push(DnType::CommonName, cn(t));
@@ -523,7 +542,8 @@ pub fn check(der: &[u8], e: &Expectation<'_>) -> Result<()> {
             Template::IDevId { .. }
             | Template::LDevId { .. }
             | Template::Station { .. }
-            | Template::Admin { .. },
+            | Template::Admin { .. }
+            | Template::Verifier { .. },
             Some(x),
         ) if x.value.client_auth && !x.value.server_auth => {}
         _ => return Err(bad("extended key usage differs from the profile".into())),

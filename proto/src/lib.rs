@@ -6,8 +6,10 @@
 //! # Layout
 //! - [`v1`]: generated messages, clients and servers.
 //! - [`eat`]: EAT evidence and CWT attestation results as COSE_Sign1.
+//! - [`trust`]: rustls verifiers for cloud services, from a trust bundle.
 
 pub mod eat;
+pub mod trust;
 
 /// hallmark.v1 messages, clients (`*_client`) and servers (`*_server`).
 #[allow(clippy::all, clippy::pedantic, clippy::unwrap_used, missing_docs)]

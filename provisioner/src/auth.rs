@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 pub enum Role {
     Station(StationRecord),
     Admin(String),
+    /// A cloud service checking device identities.
+    Verifier(String),
     /// A device, with its birth or operational certificate.
     Device {
         device_id: String,
@@ -27,6 +29,7 @@ pub enum Role {
 pub enum RoleKind {
     Station,
     Admin,
+    Verifier,
     Device,
 }
 
@@ -35,6 +38,7 @@ impl Role {
         match self {
             Role::Station(_) => RoleKind::Station,
             Role::Admin(_) => RoleKind::Admin,
+            Role::Verifier(_) => RoleKind::Verifier,
             Role::Device { .. } => RoleKind::Device,
         }
     }
@@ -55,6 +59,7 @@ impl Caller {
         match &self.role {
             Role::Station(s) => format!("station:{}", s.station_id),
             Role::Admin(n) => format!("admin:{n}"),
+            Role::Verifier(n) => format!("verifier:{n}"),
             Role::Device { device_id, .. } => format!("device:{device_id}"),
         }
     }
@@ -118,6 +123,7 @@ where
             Role::Station(station)
         }
         Profile::Admin => Role::Admin(record.subject.clone()),
+        Profile::Verifier => Role::Verifier(record.subject.clone()),
         Profile::IDevId | Profile::LDevId => Role::Device {
             device_id: record.subject.clone(),
             profile: record.profile,

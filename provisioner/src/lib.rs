@@ -11,6 +11,7 @@
 //! - [`enrollment`]: challenges, enrollment, renewal, attestation (flows 2-4).
 //! - [`attestation`]: evidence checks and appraisal (pure), result signing.
 //! - [`admin`], [`revoke`]: administration and revocation.
+//! - [`verify`]: the Verify answer for cloud services.
 //! - [`publish`]: CRLs and the TLS configuration that honours them.
 //! - [`service`]: the gRPC services, thin over the modules above.
 //! - [`convert`]: protobuf <-> domain types, in one place.
@@ -19,12 +20,14 @@
 //! - [`state`]: what a running server holds.
 //! - [`station`]: the station tool's logic (single and batch provisioning).
 //! - [`label`]: QR-code labels (PNG) with device ID and setup code.
+//! - [`demo`]: `hallmark-provisioner demo`, the whole lifecycle in a temp folder.
 //! - [`error`]: the crate's error and its mapping to gRPC statuses.
 
 pub mod admin;
 pub mod attestation;
 pub mod auth;
 pub mod convert;
+pub mod demo;
 pub mod enrollment;
 pub mod error;
 pub mod http;
@@ -40,5 +43,6 @@ pub mod setup_code;
 pub mod state;
 pub mod station;
 pub mod tls;
+pub mod verify;
 
 pub use error::{Error, Result};

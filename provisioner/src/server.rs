@@ -10,6 +10,7 @@ use hallmark_proto::v1::FILE_DESCRIPTOR_SET;
 use hallmark_proto::v1::admin_server::AdminServer;
 use hallmark_proto::v1::enrollment_server::EnrollmentServer;
 use hallmark_proto::v1::provisioning_server::ProvisioningServer;
+use hallmark_proto::v1::verification_server::VerificationServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result, blocking};
 use crate::service::admin::AdminService;
 use crate::service::enrollment::EnrollmentService;
 use crate::service::provisioning::ProvisioningService;
+use crate::service::verification::VerificationService;
 use crate::state::AppState;
 
 /// Largest gRPC message accepted (a CSR is a few hundred bytes).
@@ -104,6 +106,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let verification = VerificationServer::new(VerificationService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut grpc_stop = stopped.clone();
     let grpc = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
@@ -114,6 +120,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
             .add_service(provisioning)
             .add_service(admin)
             .add_service(enrollment)
+            .add_service(verification)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             })

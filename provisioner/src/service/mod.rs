@@ -14,6 +14,7 @@ use crate::state::AppState;
 pub mod admin;
 pub mod enrollment;
 pub mod provisioning;
+pub mod verification;
 
 type PeerCerts = Option<Arc<Vec<CertificateDer<'static>>>>;
 
