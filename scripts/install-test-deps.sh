@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine, or fails loudly.
 #   - openssl CLI          (openssl verify / ocsp interop checks)
+#   - mosquitto            (a real MQTT broker enforcing Hallmark's CRL)
 #   - pkilint              (RFC 5280 linter, from PyPI into ./.venv)
 #   - grpcio, grpcio-tools (the Python gRPC client test, into ./.venv)
 set -euo pipefail
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing with apt-get: ${need_apt[*]}"
   apt-get update -qq
@@ -21,7 +24,7 @@ if ! .venv/bin/python -c "import pkilint, grpc, grpc_tools" 2>/dev/null; then
 fi
 .venv/bin/python -c "import pkilint, grpc, grpc_tools" || { echo "FATAL: Python test packages missing" >&2; exit 1; }
 
-for tool in openssl .venv/bin/lint_pkix_cert .venv/bin/lint_crl .venv/bin/lint_ocsp_response; do
+for tool in openssl /usr/sbin/mosquitto mosquitto_pub .venv/bin/lint_pkix_cert .venv/bin/lint_crl .venv/bin/lint_ocsp_response; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is missing after install" >&2; exit 1; }
 done
 echo "test dependencies ready: $(openssl version), pkilint $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pkilint"))')"

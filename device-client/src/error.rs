@@ -49,9 +49,18 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
+        // Transport failures (e.g. a TLS alert such as CertificateRevoked)
+        // hide their cause in the source chain: keep it in the message.
+        let mut message = s.message().to_string();
+        let mut cur = std::error::Error::source(&s);
+        while let Some(c) = cur {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cur = c.source();
+        }
         Error::Rpc {
             code: s.code(),
-            message: s.message().to_string(),
+            message,
         }
     }
 }

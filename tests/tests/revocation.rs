@@ -1,0 +1,484 @@
+//! Revocation checked with tools Hallmark did not write: `openssl verify
+//! -crl_check_all` with the CRLs fetched over HTTP, pkilint's CRL linter, and
+//! a real MQTT broker (mosquitto) that accepts a device and refuses it once
+//! revoked. Also: decommissioning, and bad admin input changing nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hallmark_device::device::{Device, Firmware};
+use hallmark_proto::v1 as pb;
+use hallmark_proto::v1::admin_client::AdminClient;
+use hallmark_tests::fixture::Fixture;
+use hallmark_tests::*;
+use tonic::Code;
+
+const MODEL: &str = "sensor-v1";
+
+struct Fleet {
+    f: Fixture,
+    fw: Firmware,
+    devices: Vec<(Device, PathBuf)>,
+}
+
+async fn fleet(n: usize) -> Fleet {
+    let f = Fixture::start().await;
+    f.add_model(MODEL, pb::SetupCodePolicy::Alnum12, false)
+        .await;
+    let station = f.add_station("st1", &[MODEL]).await;
+    let image = f.path("fw.bin");
+    std::fs::write(&image, b"firmware".repeat(500)).unwrap();
+    f.admin_client()
+        .await
+        .add_firmware(pb::AddFirmwareRequest {
+            firmware: Some(pb::Firmware {
+                model: MODEL.into(),
+                version: "2.0".into(),
+                digest_sha256: hex::encode(ring::digest::digest(
+                    &ring::digest::SHA256,
+                    &std::fs::read(&image).unwrap(),
+                )),
+                vulnerable: false,
+            }),
+        })
+        .await
+        .unwrap();
+    let fw = Firmware {
+        image,
+        version: "2.0".into(),
+        secboot: true,
+        dbgstat: 3,
+    };
+    let mut devices = vec![];
+    for i in 0..n {
+        let dir = f.path(&format!("dev{i}"));
+        let d = Device::open(&dir);
+        d.init(
+            MODEL,
+            &format!("SN-{i}"),
+            hallmark_device::keystore::KeyType::P256,
+        )
+        .unwrap();
+        let csr = hallmark_provisioner::station::read_csr(&dir.join("csr.pem")).unwrap();
+        let r = f
+            .provisioning_client(&station)
+            .await
+            .provision(pb::ProvisionRequest {
+                model: MODEL.into(),
+                hardware_serial: format!("SN-{i}"),
+                csr_der: csr,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        hallmark_provisioner::station::DeviceDir::new(&dir)
+            .write(MODEL, &r)
+            .unwrap();
+        d.enroll(&f.url, &fw, false).await.unwrap();
+        devices.push((d, dir));
+    }
+    Fleet { f, fw, devices }
+}
+
+impl Fleet {
+    fn http(&self) -> String {
+        self.f.running.as_ref().unwrap().http_addr.to_string()
+    }
+
+    /// Fetches every CRL over HTTP into one PEM file for openssl.
+    fn crls_pem(&self, name: &str) -> PathBuf {
+        let mut pem_all = String::new();
+        for ca in ["root", "manufacturing", "operational", "service"] {
+            let (code, der) = try_http_get(&self.http(), &format!("/crl/{ca}.crl")).unwrap();
+            assert_eq!(code, 200);
+            let der_path = self.f.path(&format!("{name}-{ca}.crl"));
+            std::fs::write(&der_path, &der).unwrap();
+            let pem_text = ok(Command::new("openssl")
+                .args(["crl", "-inform", "DER", "-in"])
+                .arg(&der_path));
+            assert!(pem_text.contains("BEGIN X509 CRL"));
+            pem_all.push_str(&pem_text);
+        }
+        let p = self.f.path(&format!("{name}-crls.pem"));
+        std::fs::write(&p, pem_all).unwrap();
+        p
+    }
+}
+
+fn verify_with_crls(identity: &Path, crls: &Path) -> (bool, String) {
+    openssl_verify(
+        &identity.join("ca.pem"),
+        Some(&identity.join("chain.pem")),
+        &identity.join("cert.pem"),
+        &["-crl_check_all", "-CRLfile", crls.to_str().unwrap()],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_and_pkilint_see_the_revocation() {
+    let fl = fleet(2).await;
+    let (_, a) = &fl.devices[0];
+    let (_, b) = &fl.devices[1];
+    let before = fl.crls_pem("before");
+    for dir in [a, b] {
+        for id in ["idevid", "ldevid"] {
+            let (good, text) = verify_with_crls(&dir.join(id), &before);
+            assert!(good, "{id} before revocation: {text}");
+        }
+    }
+    let id_a = fl.devices[0].0.device_id().unwrap();
+    let r =
+        fl.f.admin_client()
+            .await
+            .revoke(pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::DeviceId(id_a)),
+                reason: pb::RevocationReason::KeyCompromise as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        r.revoked_serials.len(),
+        2,
+        "the birth and the operational certificate"
+    );
+    let after = fl.crls_pem("after");
+    for id in ["idevid", "ldevid"] {
+        let (good, text) = verify_with_crls(&a.join(id), &after);
+        assert!(
+            !good && text.contains("certificate revoked"),
+            "revoked {id}: {text}"
+        );
+        let (good, text) = verify_with_crls(&b.join(id), &after);
+        assert!(good, "other device {id}: {text}");
+    }
+    let listed = ok(Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(fl.f.path("after-operational.crl")));
+    assert!(listed.contains("Key Compromise"), "{listed}");
+    for ca in ["root", "manufacturing", "operational", "service"] {
+        let findings = pkilint_crl(&fl.f.path(&format!("after-{ca}.crl")));
+        assert!(findings.is_empty(), "{ca} CRL: {findings:#?}");
+    }
+    // The HTTP answer says what it is.
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(fl.http()).unwrap();
+        write!(
+            s,
+            "GET /crl/operational.crl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = vec![];
+        s.read_to_end(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .to_lowercase()
+    };
+    assert!(
+        raw.contains("content-type: application/pkix-crl") && raw.contains("cache-control"),
+        "{raw}"
+    );
+    assert_eq!(try_http_get(&fl.http(), "/crl/nope.crl").unwrap().0, 404);
+
+    // The revoked device is refused by Hallmark itself at the handshake.
+    let err = fl.devices[0]
+        .0
+        .attest(&fl.f.url, &fl.fw)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("CertificateRevoked") || err.contains("revoked"),
+        "{err}"
+    );
+    fl.devices[1].0.attest(&fl.f.url, &fl.fw).await.unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Broker(std::process::Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn publish(port: u16, ca: &Path, identity: &Path) -> (bool, String) {
+    let out = run(Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "devices/telemetry",
+            "-m",
+            "21.5",
+            "-q",
+            "1",
+        ])
+        .arg("--cafile")
+        .arg(ca)
+        .arg("--cert")
+        .arg(identity.join("cert.pem"))
+        .arg("--key")
+        .arg(identity.join("key.pem")));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_accepts_a_device_and_refuses_it_once_revoked() {
+    let fl = fleet(2).await;
+    let ca = &fl.f.ca;
+    let dir = fl.f.path("broker");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The broker trusts Hallmark's root and intermediates, serves Hallmark's
+    // server certificate, and checks client certificates against the
+    // operational CA's CRL.
+    let cafile = dir.join("ca.pem");
+    let bundle: String = ["root", "manufacturing", "operational", "service"]
+        .iter()
+        .map(|c| std::fs::read_to_string(ca.join(format!("ca/{c}.pem"))).unwrap())
+        .collect();
+    std::fs::write(&cafile, bundle).unwrap();
+    let server_cert = dir.join("server.pem");
+    std::fs::write(
+        &server_cert,
+        std::fs::read_to_string(ca.join("server/cert.pem")).unwrap()
+            + &std::fs::read_to_string(ca.join("server/chain.pem")).unwrap(),
+    )
+    .unwrap();
+    let crl = dir.join("operational.crl.pem");
+    let fetch_crl = || {
+        let (_, der) = try_http_get(&fl.http(), "/crl/operational.crl").unwrap();
+        let der_path = dir.join("operational.crl");
+        std::fs::write(&der_path, der).unwrap();
+        ok(Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-in"])
+            .arg(&der_path)
+            .arg("-out")
+            .arg(&crl));
+    };
+    fetch_crl();
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nallow_anonymous true\nlistener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\nuse_identity_as_username true\ncrlfile {}\n",
+            cafile.display(),
+            server_cert.display(),
+            ca.join("server/key.pem").display(),
+            crl.display()
+        ),
+    )
+    .unwrap();
+    let broker = Broker(
+        Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
+            .spawn()
+            .expect("mosquitto is required (scripts/install-test-deps.sh installs it)"),
+    );
+    // Ready when it accepts TCP.
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        up,
+        "mosquitto did not start: {}",
+        std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
+    );
+    let root = ca.join("ca/root.pem");
+    let (a, b) = (
+        fl.devices[0].1.join("ldevid"),
+        fl.devices[1].1.join("ldevid"),
+    );
+    let (good, text) = publish(port, &root, &a);
+    assert!(good, "device A before revocation: {text}");
+    let (good, text) = publish(port, &root, &b);
+    assert!(good, "device B: {text}");
+
+    let id_a = fl.devices[0].0.device_id().unwrap();
+    fl.f.admin_client()
+        .await
+        .revoke(pb::RevokeRequest {
+            target: Some(pb::revoke_request::Target::DeviceId(id_a)),
+            reason: pb::RevocationReason::KeyCompromise as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fetch_crl();
+    ok(Command::new("kill").args(["-HUP", &broker.0.id().to_string()]));
+    // The broker reloads asynchronously: poll until it refuses A.
+    let mut refused = false;
+    for _ in 0..50 {
+        if !publish(port, &root, &a).0 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(refused, "mosquitto still accepts the revoked device");
+    let (good, text) = publish(port, &root, &b);
+    assert!(good, "device B after A's revocation: {text}");
+    let log = std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default();
+    assert!(
+        log.contains("revoked") || log.contains("OpenSSL Error"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommissioning_and_bad_admin_input() {
+    let fl = fleet(2).await;
+    let mut admin = fl.f.admin_client().await;
+    let before = fl.f.counts();
+    let bad: Vec<(pb::RevokeRequest, Code, &str)> = vec![
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::DeviceId(
+                    "no-such-device".into(),
+                )),
+                ..Default::default()
+            },
+            Code::NotFound,
+            "device not found",
+        ),
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::Serial("abcdef".into())),
+                ..Default::default()
+            },
+            Code::NotFound,
+            "certificate not found",
+        ),
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::Serial("zz".into())),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "not hex",
+        ),
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::StationId("ghost".into())),
+                ..Default::default()
+            },
+            Code::NotFound,
+            "station not found",
+        ),
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::StationId("st1".into())),
+                since: 200,
+                until: 100,
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "window is empty",
+        ),
+        (
+            pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::DeviceId("x".into())),
+                reason: 7,
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "revocation reason",
+        ),
+        (
+            pb::RevokeRequest {
+                target: None,
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "name what to revoke",
+        ),
+    ];
+    for (req, code, says) in bad {
+        let e = admin.revoke(req.clone()).await.unwrap_err();
+        assert_eq!(e.code(), code, "{req:?}: {e:?}");
+        assert!(e.message().contains(says), "{req:?}: {:?}", e.message());
+    }
+    // Non-admins may not administer.
+    let station = fl.f.path("station-st1");
+    for id in [station.clone(), fl.devices[0].1.join("idevid")] {
+        let mut c = AdminClient::new(fl.f.channel(&id).await);
+        let e = c
+            .revoke(pb::RevokeRequest {
+                target: Some(pb::revoke_request::Target::DeviceId("x".into())),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        let e = c
+            .list_devices(pb::ListDevicesRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    assert_eq!(
+        fl.f.counts(),
+        before,
+        "refused admin requests changed the store"
+    );
+
+    // Decommission: everything revoked (cessationOfOperation), personal data
+    // erased, and the device cannot enroll again.
+    let (dev, _) = &fl.devices[1];
+    let id = dev.device_id().unwrap();
+    let r = admin
+        .decommission(pb::DecommissionRequest {
+            device_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.revoked_serials.len(), 2);
+    let rec = fl.f.state().store.device(&id).unwrap().unwrap();
+    assert_eq!(rec.state, hallmark_ca::records::DeviceState::Decommissioned);
+    assert!(rec.setup_code_mac.is_empty() && rec.setup_code_seed.is_empty() && rec.owner.is_none());
+    dev.reset().unwrap();
+    let err = dev
+        .enroll(&fl.f.url, &fl.fw, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("CertificateRevoked") || err.contains("revoked"),
+        "{err}"
+    );
+    let e = admin
+        .decommission(pb::DecommissionRequest { device_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
