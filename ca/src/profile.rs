@@ -22,6 +22,7 @@ const ROOT_YEARS: i64 = 20;
 const INTERMEDIATE_YEARS: i64 = 10;
 const OID_SERIAL_NUMBER: [u64; 4] = [2, 5, 4, 5];
 const OID_AIA: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 1, 1];
+const OID_OCSP_NOCHECK: [u64; 10] = [1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 
 /// The four CAs of the hierarchy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,6 +87,9 @@ pub enum Profile {
     /// A cloud service that verifies devices (Verification API only).
     Verifier,
     Server,
+    /// Delegated OCSP responder of one CA (RFC 6960 4.2.2.2).
+    #[serde(rename = "ocsp-signer")]
+    OcspSigner,
 }
 
 impl Profile {
@@ -98,6 +102,7 @@ impl Profile {
             Profile::Station => "station",
             Profile::Admin => "admin",
             Profile::Verifier => "verifier",
+            Profile::OcspSigner => "ocsp-signer",
             Profile::Server => "server",
         }
     }
@@ -108,9 +113,11 @@ impl Profile {
             Profile::Root | Profile::Intermediate => CaKind::Root,
             Profile::IDevId => CaKind::Manufacturing,
             Profile::LDevId => CaKind::Operational,
-            Profile::Station | Profile::Admin | Profile::Verifier | Profile::Server => {
-                CaKind::Service
-            }
+            Profile::Station
+            | Profile::Admin
+            | Profile::Verifier
+            | Profile::Server
+            | Profile::OcspSigner => CaKind::Service,
         }
     }
 }
@@ -157,6 +164,12 @@ pub enum Template {
         org: String,
         validity_days: u32,
     },
+    /// The delegated OCSP signer of CA `kind`.
+    OcspSigner {
+        kind: CaKind,
+        org: String,
+        validity_days: u32,
+    },
 }
 
 impl Template {
@@ -170,6 +183,7 @@ impl Template {
             Template::Admin { .. } => Profile::Admin,
             Template::Verifier { .. } => Profile::Verifier,
             Template::Server { .. } => Profile::Server,
+            Template::OcspSigner { .. } => Profile::OcspSigner,
         }
     }
 
@@ -184,12 +198,16 @@ impl Template {
             Template::Station { station_id, .. } => station_id.clone(),
             Template::Admin { name, .. } | Template::Verifier { name, .. } => name.clone(),
             Template::Server { names, .. } => names.first().cloned().unwrap_or_default(),
+            Template::OcspSigner { kind, .. } => format!("{}-ocsp", kind.name()),
         }
     }
 
     /// The CA that signs this template.
     pub fn issuer(&self) -> CaKind {
-        self.profile().issuer()
+        match self {
+            Template::OcspSigner { kind, .. } => *kind,
+            other => other.profile().issuer(),
+        }
     }
 
     /// Rejects anything that must not reach a certificate.
@@ -238,6 +256,17 @@ impl Template {
                 validate::identifier("name", name)?;
                 validate::organization(org)?;
                 days_ok(*validity_days, 3650)
+            }
+            Template::OcspSigner {
+                kind,
+                org,
+                validity_days,
+            } => {
+                if *kind == CaKind::Root {
+                    return Err(Error::invalid("the offline root has no online OCSP signer"));
+                }
+                validate::organization(org)?;
+                days_ok(*validity_days, 366)
             }
             Template::Server {
                 names,
@@ -310,7 +339,10 @@ pub fn validity(t: &Template, now: OffsetDateTime) -> (OffsetDateTime, OffsetDat
         | Template::Station { validity_days, .. }
         | Template::Admin { validity_days, .. }
         | Template::Verifier { validity_days, .. }
-        | Template::Server { validity_days, .. } => now + Duration::days(i64::from(*validity_days)),
+        | Template::Server { validity_days, .. }
+        | Template::OcspSigner { validity_days, .. } => {
+            now + Duration::days(i64::from(*validity_days))
+        }
     };
     (not_before, not_after)
 }
@@ -332,6 +364,7 @@ fn cn(t: &Template) -> String {
     match t {
         Template::Root { org } => format!("{org} {}", CaKind::Root.title()),
         Template::Intermediate { org, kind } => format!("{org} {}", kind.title()),
+        Template::OcspSigner { org, kind, .. } => format!("{org} {} OCSP Responder", kind.title()),
         other => other.subject_id(),
     }
 }
@@ -379,7 +412,7 @@ pub fn build(
             dn.push(DnType::OrganizationalUnitName, t.profile().name());
             dn.push(DnType::CommonName, cn(t));
         }
-        Template::Server { org, .. } => {
+        Template::Server { org, .. } | Template::OcspSigner { org, .. } => {
             dn.push(DnType::OrganizationName, org.as_str());
             dn.push(DnType::CommonName, cn(t));
         }
@@ -398,12 +431,19 @@ pub fn build(
             p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
             p.extended_key_usages = vec![match t {
                 Template::Server { .. } => ExtendedKeyUsagePurpose::ServerAuth,
+                Template::OcspSigner { .. } => ExtendedKeyUsagePurpose::OcspSigning,
                 _ => ExtendedKeyUsagePurpose::ClientAuth,
             }];
         }
     }
     p.subject_alt_names = expected_sans(t)?;
-    if let Some(u) = urls {
+    if let Template::OcspSigner { .. } = t {
+        // id-pkix-ocsp-nocheck: relying parties need not check the signer.
+        p.custom_extensions = vec![CustomExtension::from_oid_content(
+            &OID_OCSP_NOCHECK,
+            vec![0x05, 0x00],
+        )];
+    } else if let Some(u) = urls {
         p.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![u.crl.clone()],
         }];
@@ -538,6 +578,8 @@ pub fn check(der: &[u8], e: &Expectation<'_>) -> Result<()> {
     match (e.template, eku) {
         (Template::Root { .. } | Template::Intermediate { .. }, None) => {}
         (Template::Server { .. }, Some(x)) if x.value.server_auth && !x.value.client_auth => {}
+        (Template::OcspSigner { .. }, Some(x))
+            if x.value.ocsp_signing && !x.value.server_auth && !x.value.client_auth => {}
         (
             Template::IDevId { .. }
             | Template::LDevId { .. }
@@ -600,7 +642,8 @@ pub fn check(der: &[u8], e: &Expectation<'_>) -> Result<()> {
     let crl_dp = cert
         .get_extension_unique(&oid_registry::OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
         .map_err(|err| bad(err.to_string()))?;
-    if crl_dp.is_some() != e.urls.is_some() {
+    let wants_crl_dp = e.urls.is_some() && !matches!(e.template, Template::OcspSigner { .. });
+    if crl_dp.is_some() != wants_crl_dp {
         return Err(bad("CRL distribution point differs from the profile".into()));
     }
     Ok(())

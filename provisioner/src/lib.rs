@@ -12,6 +12,7 @@
 //! - [`attestation`]: evidence checks and appraisal (pure), result signing.
 //! - [`admin`], [`revoke`]: administration and revocation.
 //! - [`verify`]: the Verify answer for cloud services.
+//! - [`ocsp`]: the OCSP responder with delegated signers.
 //! - [`publish`]: CRLs and the TLS configuration that honours them.
 //! - [`service`]: the gRPC services, thin over the modules above.
 //! - [`convert`]: protobuf <-> domain types, in one place.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod http;
 pub mod label;
 pub mod metrics;
+pub mod ocsp;
 pub mod provision;
 pub mod publish;
 pub mod ratelimit;

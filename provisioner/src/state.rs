@@ -17,6 +17,7 @@ use hallmark_ca::store::{Store, Write};
 use crate::attestation::ResultSigner;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::ocsp::Responder;
 use crate::publish::Publisher;
 use crate::ratelimit::RateLimiter;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub attestation: ResultSigner,
     /// CRLs and the TLS configuration that honours them.
     pub publisher: Publisher,
+    /// The OCSP responder.
+    pub ocsp: Responder,
 }
 
 impl AppState {
@@ -74,9 +77,11 @@ impl AppState {
             metrics: Metrics::default(),
             attestation,
             publisher: Publisher::default(),
+            ocsp: Responder::default(),
         };
         state.seed_models()?;
         state.publish()?;
+        state.ocsp.issue_signers(&state)?;
         Ok(state)
     }
 
@@ -108,7 +113,9 @@ impl AppState {
     /// Regenerates CRLs and the TLS configuration now (after a revocation
     /// an operator is waiting for).
     pub fn publish(&self) -> Result<()> {
-        self.publisher.publish(self)
+        self.publisher.publish(self)?;
+        self.ocsp.invalidate();
+        Ok(())
     }
 
     /// Revocations changed in bulk (renewals): publish soon, debounced.

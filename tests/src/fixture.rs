@@ -138,6 +138,13 @@ impl Fixture {
         out
     }
 
+    /// TLS handshakes the server refused so far.
+    pub fn handshake_failures(&self) -> u64 {
+        self.state()
+            .metrics
+            .counter("hallmark_tls_handshake_failures_total", &[])
+    }
+
     /// Counts what the store holds: (certificates, devices, audit records).
     pub fn counts(&self) -> (usize, usize, usize) {
         let s = &self.state().store;

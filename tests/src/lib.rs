@@ -124,6 +124,15 @@ pub fn pkilint_crl(file: &Path) -> Vec<String> {
     )
 }
 
+/// Lints a DER OCSP response with `lint_ocsp_response lint -s WARNING`.
+pub fn pkilint_ocsp(file: &Path) -> Vec<String> {
+    lint(
+        pkilint("lint_ocsp_response")
+            .args(["lint", "-s", "WARNING"])
+            .arg(file),
+    )
+}
+
 fn lint(cmd: &mut Command) -> Vec<String> {
     let out = cmd.output().unwrap_or_else(|e| {
         panic!("pkilint is required (scripts/install-test-deps.sh installs it into .venv): {e}")

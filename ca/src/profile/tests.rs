@@ -347,3 +347,32 @@ fn check_catches_a_certificate_that_differs_from_its_profile() {
     let wrong_issuer = ca.ca_cert_der(CaKind::Manufacturing).unwrap();
     assert!(check(&c.der, &exp(&t, &c.serial, &key, wrong_issuer)).is_err());
 }
+
+#[test]
+fn ocsp_signer_profile() {
+    let ca = hierarchy();
+    let t = Template::OcspSigner {
+        kind: CaKind::Operational,
+        org: "Acme".into(),
+        validity_days: 30,
+    };
+    let c = ca.issue(&t, &device_key(), NOW).unwrap();
+    assert_eq!(c.issuer, CaKind::Operational);
+    let s = read(&c.der);
+    assert_eq!(s.cn, "Acme Operational CA OCSP Responder");
+    assert!(!s.client_auth && !s.server_auth && !s.ca);
+    assert!(
+        !s.crl_dp && !s.aia,
+        "a nocheck signer needs no revocation pointers"
+    );
+    let (_, x) = X509Certificate::from_der(&c.der).unwrap();
+    assert!(x.extended_key_usage().unwrap().unwrap().value.ocsp_signing);
+    let nocheck = x509_parser::der_parser::oid!(1.3.6.1.5.5.7.48.1.5);
+    assert!(x.get_extension_unique(&nocheck).unwrap().is_some());
+    let root = Template::OcspSigner {
+        kind: CaKind::Root,
+        org: "Acme".into(),
+        validity_days: 30,
+    };
+    assert!(ca.issue(&root, &device_key(), NOW).is_err());
+}
