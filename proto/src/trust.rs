@@ -1,9 +1,8 @@
 //! For cloud services (MQTT brokers, APIs) in Rust: turn Hallmark's trust
 //! bundle (the `TrustBundle` RPC) into a rustls client-certificate verifier
-//! that trusts Hallmark's devices and honours its CRLs. Call
-//! [`client_verifier`] again with a fresh bundle (e.g. every few minutes)
-//! and swap the result in for new connections: that is the refresh.
-use std::sync::Arc;
+//! that trusts Hallmark's devices and honours its CRLs, and keep it fresh
+//! with [`Refreshing`]: new connections get the newest configuration.
+use std::sync::{Arc, RwLock};
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -79,4 +78,47 @@ pub fn check_device(
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// A server configuration that a refresh loop keeps current: call
+/// [`Refreshing::update`] with each new trust bundle (e.g. from a task that
+/// calls `TrustBundle` every few minutes), and [`Refreshing::current`] for
+/// every new connection. A failed update keeps the previous configuration.
+pub struct Refreshing {
+    current: RwLock<Arc<rustls::ServerConfig>>,
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl Refreshing {
+    pub fn new(
+        bundle: &TrustBundleResponse,
+        cert_chain: Vec<CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Self, String> {
+        let cfg = server_config(bundle, cert_chain.clone(), key.clone_key())?;
+        Ok(Refreshing {
+            current: RwLock::new(cfg),
+            cert_chain,
+            key,
+        })
+    }
+
+    /// Swaps in a configuration built from `bundle`.
+    pub fn update(&self, bundle: &TrustBundleResponse) -> Result<(), String> {
+        let cfg = server_config(bundle, self.cert_chain.clone(), self.key.clone_key())?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg;
+        Ok(())
+    }
+
+    /// The configuration for the next connection.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }

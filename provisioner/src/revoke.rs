@@ -321,6 +321,7 @@ pub fn resume(state: &AppState, caller: &Caller, device_id: &str) -> Result<Outc
         AuditEvent::new(caller.actor(), "device.resume", device_id)
             .with("certificates", lifted.len().to_string()),
     )?;
+    state.publish()?;
     Ok(Outcome {
         revoked_serials: lifted,
         devices_affected: 1,

@@ -16,6 +16,8 @@ pub struct Fixture {
     pub tmp: tempfile::TempDir,
     pub ca: PathBuf,
     pub admin: PathBuf,
+    /// A cloud verifier's identity (Verification API only).
+    pub verifier: PathBuf,
     pub running: Option<Running>,
     pub url: String,
 }
@@ -34,14 +36,17 @@ impl Fixture {
         let cfg = ca.join("hallmark.toml");
         std::fs::write(&cfg, edit(std::fs::read_to_string(&cfg).unwrap())).unwrap();
         let admin = tmp.path().join("admin");
-        Offline::open(&ca)
-            .unwrap()
-            .issue_admin("alice", &admin)
-            .unwrap();
+        let verifier = tmp.path().join("verifier");
+        {
+            let offline = Offline::open(&ca).unwrap();
+            offline.issue_admin("alice", &admin).unwrap();
+            offline.issue_verifier("cloud", &verifier).unwrap();
+        }
         let mut f = Fixture {
             tmp,
             ca,
             admin,
+            verifier,
             running: None,
             url: String::new(),
         };

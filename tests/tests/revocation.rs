@@ -582,3 +582,141 @@ async fn decommissioning_and_bad_admin_input() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
 }
+
+fn chain(dir: &Path) -> Vec<Vec<u8>> {
+    let id = hallmark_ca::identity::IdentityDir::new(dir);
+    let mut v = vec![id.read_cert_der().unwrap()];
+    v.extend(id.read_chain_der().unwrap());
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_api_trust_bundle_and_suspension() {
+    use hallmark_proto::v1::verification_client::VerificationClient;
+    let fl = fleet(2).await;
+    let mut cloud = VerificationClient::new(fl.f.channel(&fl.f.verifier).await);
+    let a = chain(&fl.devices[0].1.join("ldevid"));
+    let b = chain(&fl.devices[1].1.join("ldevid"));
+    let id_a = fl.devices[0].0.device_id().unwrap();
+    let v = cloud
+        .verify(pb::VerifyRequest {
+            chain_der: a.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.trusted, "{v:?}");
+    assert_eq!(
+        (v.device_id.as_str(), v.model.as_str()),
+        (id_a.as_str(), MODEL)
+    );
+    assert_eq!(v.last_verdict, pb::Verdict::Pass as i32);
+
+    // Suspension puts the device's certificates on hold: the Verify API, the
+    // trust bundle's CRLs and a rustls verifier built from them all agree.
+    let mut admin = fl.f.admin_client().await;
+    admin
+        .suspend(pb::SuspendRequest {
+            device_id: id_a.clone(),
+        })
+        .await
+        .unwrap();
+    let v = cloud
+        .verify(pb::VerifyRequest {
+            chain_der: a.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !v.trusted && v.revoked && v.reason == pb::RevocationReason::CertificateHold as i32,
+        "{v:?}"
+    );
+    let bundle = cloud
+        .trust_bundle(pb::TrustBundleRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let verifier = hallmark_proto::trust::client_verifier(&bundle).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let refused = hallmark_proto::trust::check_device(verifier.as_ref(), &a, now).unwrap_err();
+    assert!(refused.contains("Revoked"), "{refused}");
+    hallmark_proto::trust::check_device(verifier.as_ref(), &b, now).unwrap();
+    admin
+        .resume(pb::ResumeRequest {
+            device_id: id_a.clone(),
+        })
+        .await
+        .unwrap();
+    let v = cloud
+        .verify(pb::VerifyRequest {
+            chain_der: a.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.trusted, "{v:?}");
+    let bundle = cloud
+        .trust_bundle(pb::TrustBundleRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let verifier = hallmark_proto::trust::client_verifier(&bundle).unwrap();
+    hallmark_proto::trust::check_device(verifier.as_ref(), &a, now).unwrap();
+    let e = admin
+        .resume(pb::ResumeRequest {
+            device_id: id_a.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    // The bundle's attestation key verifies the device's attestation result.
+    let token = std::fs::read(fl.devices[0].1.join("attestation-result.cbor")).unwrap();
+    let claims =
+        hallmark_provisioner::attestation::verify_result(&token, &bundle.attestation_key_spki)
+            .unwrap();
+    assert_eq!(claims.device_id, id_a);
+
+    // A chain from another Hallmark is not trusted; garbage is not either.
+    let other = Fixture::start().await;
+    let foreign = chain(&other.admin);
+    let v = cloud
+        .verify(pb::VerifyRequest { chain_der: foreign })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !v.trusted && v.problem.contains("not issued by this Hallmark"),
+        "{v:?}"
+    );
+    let v = cloud
+        .verify(pb::VerifyRequest {
+            chain_der: vec![b"junk".to_vec()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!v.trusted, "{v:?}");
+    let e = cloud
+        .verify(pb::VerifyRequest { chain_der: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Least privilege: a verifier cannot administer; a station cannot verify.
+    let mut as_admin = AdminClient::new(fl.f.channel(&fl.f.verifier).await);
+    let e = as_admin
+        .list_devices(pb::ListDevicesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut st = VerificationClient::new(fl.f.channel(&fl.f.path("station-st1")).await);
+    let e = st
+        .verify(pb::VerifyRequest {
+            chain_der: b.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+}

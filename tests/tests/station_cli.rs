@@ -231,6 +231,97 @@ fn station_tool_provisions_a_batch_resumes_it_and_leaves_no_secret_behind() {
         "{metrics}"
     );
 
+    // The device binary: init (birth key + CSR), the station provisions it,
+    // then enroll, status, attest, renew, reset.
+    let dev = tmp.path().join("device-bin");
+    let device = |args: &[&str]| {
+        let mut c = hallmark("hallmark-device");
+        c.arg("--state").arg(&dev).args(args);
+        c
+    };
+    ok(&mut device(&[
+        "init",
+        "--model",
+        "sensor-v1",
+        "--serial",
+        "SN-BIN",
+    ]));
+    ok(station(&server, &st)
+        .args([
+            "provision",
+            "--model",
+            "sensor-v1",
+            "--serial",
+            "SN-BIN",
+            "--csr",
+        ])
+        .arg(dev.join("csr.pem"))
+        .arg("--out")
+        .arg(&dev));
+    codes.push(
+        std::fs::read_to_string(dev.join("setup-code"))
+            .unwrap()
+            .trim()
+            .to_string(),
+    );
+    let image = tmp.path().join("fw.bin");
+    std::fs::write(&image, b"release 3.1".repeat(100)).unwrap();
+    ok(admin(&server, &admin_dir)
+        .args([
+            "firmware",
+            "add",
+            "--model",
+            "sensor-v1",
+            "--version",
+            "3.1",
+            "--image",
+        ])
+        .arg(&image));
+    let enrolled = ok(device(&[
+        "enroll",
+        "--firmware",
+        image.to_str().unwrap(),
+        "--firmware-version",
+        "3.1",
+    ])
+    .arg("--server")
+    .arg(&server.grpc_url));
+    assert!(
+        enrolled.contains("enrolled: operational certificate"),
+        "{enrolled}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&mut device(&["status", "--json"]))).unwrap();
+    assert_eq!(status["state"], "enrolled");
+    for field in [
+        "device_id",
+        "idevid_serial",
+        "ldevid_serial",
+        "ldevid_not_after",
+    ] {
+        assert!(!status[field].is_null(), "status lacks {field}: {status}");
+    }
+    let attested = ok(&mut device(&["attest"]));
+    assert!(attested.contains("attestation passed"), "{attested}");
+    let renewed = ok(&mut device(&["renew"]));
+    assert!(renewed.contains("renewed"), "{renewed}");
+    let status2: serde_json::Value =
+        serde_json::from_str(&ok(&mut device(&["status", "--json"]))).unwrap();
+    assert_ne!(status2["ldevid_serial"], status["ldevid_serial"]);
+    ok(&mut device(&["reset"]));
+    let status3: serde_json::Value =
+        serde_json::from_str(&ok(&mut device(&["status", "--json"]))).unwrap();
+    assert_eq!(status3["state"], "provisioned");
+    assert!(status3["ldevid_serial"].is_null());
+    let err = fails(&mut device(&[
+        "init",
+        "--model",
+        "sensor-v1",
+        "--serial",
+        "SN-BIN",
+    ]));
+    assert!(err.contains("already has a birth key"), "{err}");
+
     server.stop();
     let unique: std::collections::HashSet<_> = codes.iter().collect();
     assert_eq!(unique.len(), codes.len(), "setup codes repeat");
@@ -254,5 +345,6 @@ fn station_tool_provisions_a_batch_resumes_it_and_leaves_no_secret_behind() {
         .arg(&ca));
     assert!(audit.contains("audit log OK"), "{audit}");
     let list = ok(hallmark("hallmark-ca").args(["list", "--dir"]).arg(&ca));
-    assert_eq!(list.matches(" idevid ").count(), 26, "{list}");
+    assert_eq!(list.matches(" idevid ").count(), 27, "{list}");
+    assert_eq!(list.matches(" ldevid ").count(), 2, "{list}");
 }
