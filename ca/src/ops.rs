@@ -280,18 +280,46 @@ pub struct Offline {
     pub clock: Arc<dyn Clock>,
 }
 
+/// A CA folder with its config read and the intermediates' keys and the
+/// secrets unlocked: what both the offline tool and the server start from.
+pub struct Unlocked {
+    pub dir: CaDir,
+    pub config: Config,
+    pub passphrase: Passphrase,
+    pub ca: Ca,
+    pub secrets: Secrets,
+}
+
+/// Reads hallmark.toml, takes the passphrase from its source and unlocks.
+pub fn unlock(dir: &Path) -> Result<Unlocked> {
+    let cadir = CaDir::new(dir);
+    let config = Config::load(dir)?;
+    let passphrase = Passphrase::from_file(&config.passphrase_path()?)?;
+    let ca = Ca::load(
+        &cadir,
+        &passphrase,
+        &CaKind::INTERMEDIATES,
+        &config.settings.server.public_http_url,
+    )?;
+    let secrets = Secrets::load(&cadir, &passphrase)?;
+    Ok(Unlocked {
+        dir: cadir,
+        config,
+        passphrase,
+        ca,
+        secrets,
+    })
+}
+
 impl Offline {
     pub fn open(dir: &Path) -> Result<Self> {
-        let cadir = CaDir::new(dir);
-        let config = Config::load(dir)?;
-        let pass = Passphrase::from_file(&config.passphrase_path()?)?;
-        let ca = Ca::load(
-            &cadir,
-            &pass,
-            &CaKind::INTERMEDIATES,
-            &config.settings.server.public_http_url,
-        )?;
-        let secrets = Secrets::load(&cadir, &pass)?;
+        let Unlocked {
+            dir: cadir,
+            config,
+            ca,
+            secrets,
+            ..
+        } = unlock(dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = SledStore::open(
             &cadir.store(),
@@ -342,16 +370,13 @@ impl Offline {
             &t,
             out,
             |c| {
-                let mut rec = existing.clone().unwrap_or(StationRecord {
-                    station_id: station_id.into(),
-                    models: vec![],
-                    cert_serials: vec![],
-                    created_at: now.unix_timestamp(),
-                    revoked: false,
-                });
-                rec.models = models.clone();
-                rec.cert_serials.push(c.serial.clone());
-                vec![Write::PutStation(rec)]
+                vec![Write::PutStation(StationRecord::with_certificate(
+                    existing.as_ref(),
+                    station_id,
+                    &models,
+                    &c.serial,
+                    now.unix_timestamp(),
+                ))]
             },
             AuditEvent::new("ca-tool", "station.issue", station_id)
                 .with("models", models.join(",")),

@@ -205,6 +205,29 @@ pub struct StationRecord {
     pub revoked: bool,
 }
 
+impl StationRecord {
+    /// The record after issuing certificate `serial` for `models` to the
+    /// station (`existing`, or a new station created at `now`).
+    pub fn with_certificate(
+        existing: Option<&StationRecord>,
+        station_id: &str,
+        models: &[String],
+        serial: &Serial,
+        now: i64,
+    ) -> StationRecord {
+        let mut rec = existing.cloned().unwrap_or(StationRecord {
+            station_id: station_id.to_string(),
+            models: vec![],
+            cert_serials: vec![],
+            created_at: now,
+            revoked: false,
+        });
+        rec.models = models.to_vec();
+        rec.cert_serials.push(serial.clone());
+        rec
+    }
+}
+
 /// How a model's setup codes look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -166,16 +166,13 @@ pub fn add_station(
             actor: &actor,
         },
         |c| {
-            let mut rec = existing.clone().unwrap_or(StationRecord {
-                station_id: station_id.to_string(),
-                models: vec![],
-                cert_serials: vec![],
-                created_at: now.unix_timestamp(),
-                revoked: false,
-            });
-            rec.models = models.to_vec();
-            rec.cert_serials.push(c.serial.clone());
-            vec![Write::PutStation(rec)]
+            vec![Write::PutStation(StationRecord::with_certificate(
+                existing.as_ref(),
+                station_id,
+                models,
+                &c.serial,
+                now.unix_timestamp(),
+            ))]
         },
         AuditEvent::new(actor.clone(), "station.add", station_id).with("models", models.join(",")),
     )?;

@@ -9,8 +9,7 @@ use hallmark_ca::clock::{Clock, SystemClock};
 use hallmark_ca::config::Config;
 use hallmark_ca::layout;
 use hallmark_ca::layout::CaDir;
-use hallmark_ca::profile::CaKind;
-use hallmark_ca::sealed::{self, Passphrase};
+use hallmark_ca::sealed;
 use hallmark_ca::store::sled::SledStore;
 use hallmark_ca::store::{Store, Write};
 
@@ -41,16 +40,13 @@ pub struct AppState {
 impl AppState {
     /// Opens a CA folder: config, passphrase, intermediate keys, secrets, store.
     pub fn open(dir: &Path) -> Result<Self> {
-        let cadir = CaDir::new(dir);
-        let config = Config::load(dir)?;
-        let pass = Passphrase::from_file(&config.passphrase_path()?)?;
-        let ca = Ca::load(
-            &cadir,
-            &pass,
-            &CaKind::INTERMEDIATES,
-            &config.settings.server.public_http_url,
-        )?;
-        let secrets = Secrets::load(&cadir, &pass)?;
+        let hallmark_ca::ops::Unlocked {
+            dir: cadir,
+            config,
+            passphrase: pass,
+            ca,
+            secrets,
+        } = hallmark_ca::ops::unlock(dir)?;
         let att_path = cadir.attestation_key();
         let att_text =
             std::fs::read_to_string(&att_path).map_err(|e| hallmark_ca::Error::io(&att_path, e))?;
