@@ -30,6 +30,15 @@ impl Fixture {
 
     /// Like [`Fixture::start`], with hallmark.toml edited before the server starts.
     pub async fn start_with_config(edit: impl FnOnce(String) -> String) -> Fixture {
+        Self::start_with(edit, |_, _| {}).await
+    }
+
+    /// Like [`Fixture::start_with_config`], and `offline(ca, folder)` runs with
+    /// the CA unlocked before the server starts (to issue odd identities).
+    pub async fn start_with(
+        edit: impl FnOnce(String) -> String,
+        offline_setup: impl FnOnce(&Offline, &Path),
+    ) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let ca = tmp.path().join("ca");
         ops::init(&ca, &InitOptions::default()).unwrap();
@@ -41,6 +50,7 @@ impl Fixture {
             let offline = Offline::open(&ca).unwrap();
             offline.issue_admin("alice", &admin).unwrap();
             offline.issue_verifier("cloud", &verifier).unwrap();
+            offline_setup(&offline, tmp.path());
         }
         let mut f = Fixture {
             tmp,
