@@ -78,6 +78,13 @@ pub struct LimitSettings {
     pub station_burst: u32,
     /// Devices one station may provision per UTC day (0 = no quota).
     pub station_daily_quota: u64,
+    /// Owner claims: wait after the first wrong setup code (doubles each time).
+    pub claim_base_delay_ms: u64,
+    /// Consecutive wrong codes after which a device is locked out.
+    pub claim_max_failures: u32,
+    pub claim_lockout_seconds: u64,
+    /// Wrong codes one caller may send per hour, across all devices.
+    pub claim_caller_failures_per_hour: u64,
 }
 
 impl Default for LimitSettings {
@@ -86,6 +93,10 @@ impl Default for LimitSettings {
             station_requests_per_second: 500,
             station_burst: 1000,
             station_daily_quota: 200_000,
+            claim_base_delay_ms: 1_000,
+            claim_max_failures: 10,
+            claim_lockout_seconds: 86_400,
+            claim_caller_failures_per_hour: 100,
         }
     }
 }
@@ -194,6 +205,11 @@ fn check(s: &Settings) -> Result<()> {
     {
         return Err(Error::invalid("pki validity settings must be positive"));
     }
+    if s.limits.claim_max_failures == 0 || s.limits.claim_lockout_seconds == 0 {
+        return Err(Error::invalid(
+            "claim_max_failures and claim_lockout_seconds must be positive",
+        ));
+    }
     if s.limits.station_requests_per_second == 0 || s.limits.station_burst == 0 {
         return Err(Error::invalid(
             "limits.station_requests_per_second and station_burst must be positive",
@@ -278,6 +294,14 @@ station_requests_per_second = {rps}
 station_burst = {burst}
 # Devices one station may provision per UTC day (0 = no quota).
 station_daily_quota = {quota}
+# Owner claims (device ID + setup code): after a wrong code the device waits
+# claim_base_delay_ms, doubling per failure; after claim_max_failures it is
+# locked for claim_lockout_seconds. One caller may send at most
+# claim_caller_failures_per_hour wrong codes per hour, across all devices.
+claim_base_delay_ms = {cbd}
+claim_max_failures = {cmf}
+claim_lockout_seconds = {cls}
+claim_caller_failures_per_hour = {ccf}
 
 # Device models. Models can also be managed at run time with
 # `hallmark-ca --server URL --identity DIR model add`. Example:
@@ -301,6 +325,10 @@ station_daily_quota = {quota}
         rps = s.limits.station_requests_per_second,
         burst = s.limits.station_burst,
         quota = s.limits.station_daily_quota,
+        cbd = s.limits.claim_base_delay_ms,
+        cmf = s.limits.claim_max_failures,
+        cls = s.limits.claim_lockout_seconds,
+        ccf = s.limits.claim_caller_failures_per_hour,
     );
     for m in &s.models {
         out.push_str(&format!(

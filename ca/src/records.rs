@@ -191,6 +191,12 @@ pub struct DeviceRecord {
     pub idempotency_key: Option<String>,
     pub last_attestation: Option<AttestationSummary>,
     pub owner: Option<String>,
+    /// Consecutive wrong setup codes in owner claims.
+    #[serde(default)]
+    pub claim_failures: u32,
+    /// No claim is looked at before this time (Unix milliseconds).
+    #[serde(default)]
+    pub claim_not_before_ms: i64,
 }
 
 /// A factory test station.

@@ -12,6 +12,7 @@
 //! - [`attestation`]: evidence checks and appraisal (pure), result signing.
 //! - [`admin`], [`revoke`]: administration and revocation.
 //! - [`verify`]: the Verify answer for cloud services.
+//! - [`ownership`]: owner claims with brute-force protection.
 //! - [`ocsp`]: the OCSP responder with delegated signers.
 //! - [`publish`]: CRLs and the TLS configuration that honours them.
 //! - [`service`]: the gRPC services, thin over the modules above.
@@ -35,6 +36,7 @@ pub mod http;
 pub mod label;
 pub mod metrics;
 pub mod ocsp;
+pub mod ownership;
 pub mod provision;
 pub mod publish;
 pub mod ratelimit;

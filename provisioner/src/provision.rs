@@ -208,6 +208,8 @@ fn issue_once(
         idempotency_key: (!input.idempotency_key.is_empty()).then(|| input.idempotency_key.clone()),
         last_attestation: None,
         owner: None,
+        claim_failures: 0,
+        claim_not_before_ms: 0,
     };
     let unique = setup_code::unique_index(key, code.expose());
     let template = Template::IDevId {

@@ -243,6 +243,8 @@ fn describe(t: &Target) -> String {
 fn erase_personal_data(d: &mut DeviceRecord) {
     d.state = DeviceState::Decommissioned;
     d.owner = None;
+    d.claim_failures = 0;
+    d.claim_not_before_ms = 0;
     d.setup_code_mac.clear();
     d.setup_code_seed.clear();
     d.idempotency_key = None;

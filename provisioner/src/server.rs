@@ -9,6 +9,7 @@ use std::time::Duration;
 use hallmark_proto::v1::FILE_DESCRIPTOR_SET;
 use hallmark_proto::v1::admin_server::AdminServer;
 use hallmark_proto::v1::enrollment_server::EnrollmentServer;
+use hallmark_proto::v1::ownership_server::OwnershipServer;
 use hallmark_proto::v1::provisioning_server::ProvisioningServer;
 use hallmark_proto::v1::verification_server::VerificationServer;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::error::{Error, Result, blocking};
 use crate::service::admin::AdminService;
 use crate::service::enrollment::EnrollmentService;
+use crate::service::ownership::OwnershipService;
 use crate::service::provisioning::ProvisioningService;
 use crate::service::verification::VerificationService;
 use crate::state::AppState;
@@ -110,6 +112,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         state: state.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ownership = OwnershipServer::new(OwnershipService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut grpc_stop = stopped.clone();
     let grpc = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
@@ -121,6 +127,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
             .add_service(admin)
             .add_service(enrollment)
             .add_service(verification)
+            .add_service(ownership)
             .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             })

@@ -82,8 +82,7 @@ fn matrix() -> BTreeMap<&'static str, Vec<Caller>> {
         "Verification/TrustBundle",
         vec![Verifier, Admin, Station, DeviceBirth, DeviceOperational],
     );
-    // Not served yet (issue: owner claim): nobody may call it.
-    m.insert("Ownership/Claim", vec![]);
+    m.insert("Ownership/Claim", vec![Verifier, Admin]);
     m
 }
 

@@ -61,6 +61,8 @@ fn device(id: &str, model: &str, hw: &str, serial: &Serial) -> DeviceRecord {
         ldevid_serials: vec![],
         setup_code_mac: "00".into(),
         setup_code_seed: "00".into(),
+        claim_failures: 0,
+        claim_not_before_ms: 0,
         idempotency_key: None,
         last_attestation: None,
         owner: None,
@@ -260,8 +262,10 @@ fn quotas_are_enforced_atomically(s: &dyn Store) {
         key: "station/st-q/2026-01-01".into(),
         limit: 2,
     };
+    assert_eq!(s.counter("station/st-q/2026-01-01").unwrap(), 0);
     s.commit(vec![charge()], ev("q1")).unwrap();
     s.commit(vec![charge()], ev("q2")).unwrap();
+    assert_eq!(s.counter("station/st-q/2026-01-01").unwrap(), 2);
     let serial = Serial::random().unwrap();
     let third = s.commit(
         vec![Write::InsertCert(cert(&serial, "q")), charge()],

@@ -73,6 +73,11 @@ pub trait NonceStore {
     fn take_nonce(&self, nonce: &[u8]) -> Result<Option<NonceRecord>>;
 }
 
+/// Counters charged by [`Write::ChargeQuota`].
+pub trait CounterStore {
+    fn counter(&self, key: &str) -> Result<u64>;
+}
+
 /// The audit log, read side.
 pub trait AuditLog {
     fn audit_records(&self) -> Result<Vec<AuditRecord>>;
@@ -92,6 +97,7 @@ pub trait Store:
     + DeviceStore
     + CatalogStore
     + NonceStore
+    + CounterStore
     + AuditLog
     + Commit
     + Send
@@ -105,6 +111,7 @@ impl<T> Store for T where
         + DeviceStore
         + CatalogStore
         + NonceStore
+        + CounterStore
         + AuditLog
         + Commit
         + Send

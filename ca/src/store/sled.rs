@@ -13,7 +13,8 @@ use sled::{Transactional, Tree};
 use zeroize::Zeroizing;
 
 use super::{
-    AuditLog, CatalogStore, CertStore, Commit, DeviceStore, NonceStore, RevocationStore, Write,
+    AuditLog, CatalogStore, CertStore, Commit, CounterStore, DeviceStore, NonceStore,
+    RevocationStore, Write,
 };
 use crate::audit::{self, AuditEvent, AuditHead, AuditRecord};
 use crate::clock::Clock;
@@ -372,6 +373,17 @@ impl NonceStore for SledStore {
         let taken = self.nonces.remove(nonce)?;
         self.sync()?;
         taken.map(|v| decode("nonces", &v)).transpose()
+    }
+}
+
+impl CounterStore for SledStore {
+    fn counter(&self, key: &str) -> Result<u64> {
+        Ok(self
+            .tree(T::Counters)
+            .get(key.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
     }
 }
 

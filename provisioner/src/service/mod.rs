@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 pub mod admin;
 pub mod enrollment;
+pub mod ownership;
 pub mod provisioning;
 pub mod verification;
 
