@@ -10,3 +10,5 @@ cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 cargo build --release --workspace --bins --locked
 cargo test --release --workspace --locked
+# The README's run command itself, so it can never silently break.
+cargo run --release --locked -p hallmark-provisioner -- demo --devices 5
