@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and every test, exactly as CI does: formatting, clippy,
-# then the whole workspace test suite (unit, interop with openssl/pkilint,
-# end-to-end against the real binaries). One build profile: release.
+# the whole workspace test suite (unit, interop with openssl, pkilint,
+# mosquitto and grpcio, end-to-end against the real binaries), and the
+# README's run command. One build profile: release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
@@ -9,6 +10,12 @@ export PATH="$PWD/.venv/bin:$PATH"
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 cargo build --release --workspace --bins --locked
-cargo test --release --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace --locked 2>&1 | tee "$log"
 # The README's run command itself, so it can never silently break.
 cargo run --release --locked -p hallmark-provisioner -- demo --devices 5
+# One closing line for the whole suite.
+passed=$(grep -oE '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo "workspace tests: ${passed} passed, ${failed} failed"
