@@ -18,4 +18,4 @@ cargo run --release --locked -p hallmark-provisioner -- demo --devices 5
 # One closing line for the whole suite.
 passed=$(grep -oE '^test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
-echo "workspace tests: ${passed} passed, ${failed} failed"
+echo "tests: ${passed} passed, ${failed} failed"
