@@ -481,6 +481,9 @@ pub async fn run(server: &str, identity: &Path, cmd: OnlineCommand) -> anyhow::R
             if !d.quarantine_reason.is_empty() {
                 println!("quarantined:     {}", d.quarantine_reason);
             }
+            for e in &d.history {
+                println!("history:         {} {}", e.at, e.what);
+            }
             for cert in d.certificates {
                 println!(
                     "certificate:     {} {} {}",

@@ -189,6 +189,20 @@ pub fn get_device(state: &AppState, device_id: &str) -> Result<DeviceRecord> {
         })?)
 }
 
+/// The device's history from the audit log: (time, "action by actor").
+/// Scans the log; an index by subject is the next step for large logs.
+pub fn history(state: &AppState, device_id: &str) -> Result<Vec<(i64, String)>> {
+    Ok(state
+        .store
+        .audit_records()?
+        .into_iter()
+        .filter(|r| {
+            r.event.subject == device_id || r.event.subject == format!("device:{device_id}")
+        })
+        .map(|r| (r.at, format!("{} by {}", r.event.action, r.event.actor)))
+        .collect())
+}
+
 /// Filters for listing devices.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {

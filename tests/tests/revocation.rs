@@ -560,6 +560,36 @@ async fn decommissioning_and_bad_admin_input() {
     assert_eq!(r.revoked_serials.len(), 2);
     let rec = fl.f.state().store.device(&id).unwrap().unwrap();
     assert_eq!(rec.state, hallmark_ca::records::DeviceState::Decommissioned);
+    let shown = admin
+        .get_device(pb::GetDeviceRequest {
+            device_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let events: Vec<&str> = shown.history.iter().map(|e| e.what.as_str()).collect();
+    assert!(
+        events
+            .first()
+            .unwrap()
+            .starts_with("device.provision by station:st1"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("device.enroll by device:")),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .starts_with("device.decommission by admin:alice"),
+        "{events:?}"
+    );
+    assert_eq!(shown.certificates.len(), 2);
+    assert!(shown.certificates.iter().all(|c| c.revoked));
     assert!(rec.setup_code_mac.is_empty() && rec.setup_code_seed.is_empty() && rec.owner.is_none());
     dev.reset().unwrap();
     let before = fl.f.handshake_failures();

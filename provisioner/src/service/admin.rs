@@ -317,7 +317,12 @@ impl Admin for AdminService {
         let d = call(&self.state, peer, "GetDevice", ADMIN, move |st, _| {
             let d = admin::get_device(st, &id)?;
             let certs = cert_summaries(st, &d)?;
-            Ok(convert::device(&d, certs))
+            let mut out = convert::device(&d, certs);
+            out.history = admin::history(st, &id)?
+                .into_iter()
+                .map(|(at, what)| pb::DeviceEvent { at, what })
+                .collect();
+            Ok(out)
         })
         .await?;
         Ok(Response::new(d))
