@@ -385,31 +385,43 @@ impl Offline {
 
     /// Issues an admin certificate with a key made here.
     pub fn issue_admin(&self, name: &str, out: &Path) -> Result<IssuedCert> {
-        let t = Template::Admin {
-            name: name.into(),
-            org: self.config.settings.org.clone(),
-            validity_days: self.config.settings.pki.service_validity_days,
-        };
-        self.issue_to_folder(
-            &t,
-            out,
-            |_| vec![],
-            AuditEvent::new("ca-tool", "admin.issue", name),
-        )
+        self.issue_named(crate::profile::Profile::Admin, name, out)
     }
 
     /// Issues a verifier certificate (cloud services: Verification API only).
     pub fn issue_verifier(&self, name: &str, out: &Path) -> Result<IssuedCert> {
-        let t = Template::Verifier {
-            name: name.into(),
-            org: self.config.settings.org.clone(),
-            validity_days: self.config.settings.pki.service_validity_days,
+        self.issue_named(crate::profile::Profile::Verifier, name, out)
+    }
+
+    /// An admin or verifier identity: a name, the org, service validity.
+    fn issue_named(
+        &self,
+        profile: crate::profile::Profile,
+        name: &str,
+        out: &Path,
+    ) -> Result<IssuedCert> {
+        let (org, validity_days) = (
+            self.config.settings.org.clone(),
+            self.config.settings.pki.service_validity_days,
+        );
+        let t = match profile {
+            crate::profile::Profile::Admin => Template::Admin {
+                name: name.into(),
+                org,
+                validity_days,
+            },
+            _ => Template::Verifier {
+                name: name.into(),
+                org,
+                validity_days,
+            },
         };
+        let action = format!("{}.issue", profile.name());
         self.issue_to_folder(
             &t,
             out,
             |_| vec![],
-            AuditEvent::new("ca-tool", "verifier.issue", name),
+            AuditEvent::new("ca-tool", action, name),
         )
     }
 

@@ -153,6 +153,38 @@ impl Fixture {
         out
     }
 
+    /// A device made with the device library (birth key + CSR) and
+    /// provisioned by `station`; its state folder is written like the
+    /// station tool writes it.
+    pub async fn provisioned_device(
+        &self,
+        station: &Path,
+        model: &str,
+        serial: &str,
+    ) -> (hallmark_device::device::Device, PathBuf) {
+        let dir = self.path(&format!("dev-{serial}"));
+        let d = hallmark_device::device::Device::open(&dir);
+        d.init(model, serial, hallmark_device::keystore::KeyType::P256)
+            .unwrap();
+        let csr = hallmark_provisioner::station::read_csr(&dir.join("csr.pem")).unwrap();
+        let r = self
+            .provisioning_client(station)
+            .await
+            .provision(pb::ProvisionRequest {
+                model: model.into(),
+                hardware_serial: serial.into(),
+                csr_der: csr,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        hallmark_provisioner::station::DeviceDir::new(&dir)
+            .write(model, &r)
+            .unwrap();
+        (d, dir)
+    }
+
     /// TLS handshakes the server refused so far.
     pub fn handshake_failures(&self) -> u64 {
         self.state()

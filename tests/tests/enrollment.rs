@@ -61,28 +61,9 @@ async fn env(config: impl FnOnce(String) -> String) -> Env {
 impl Env {
     /// A device made with the device library and provisioned by the station.
     async fn device(&self, serial: &str) -> (Device, PathBuf) {
-        let dir = self.f.path(&format!("dev-{serial}"));
-        let d = Device::open(&dir);
-        d.init(MODEL, serial, hallmark_device::keystore::KeyType::P256)
-            .unwrap();
-        let csr = hallmark_provisioner::station::read_csr(&dir.join("csr.pem")).unwrap();
-        let r = self
-            .f
-            .provisioning_client(&self.station)
+        self.f
+            .provisioned_device(&self.station, MODEL, serial)
             .await
-            .provision(pb::ProvisionRequest {
-                model: MODEL.into(),
-                hardware_serial: serial.into(),
-                csr_der: csr,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        hallmark_provisioner::station::DeviceDir::new(&dir)
-            .write(MODEL, &r)
-            .unwrap();
-        (d, dir)
     }
 
     fn bad_firmware(&self) -> Firmware {

@@ -52,30 +52,9 @@ async fn fleet(n: usize) -> Fleet {
     };
     let mut devices = vec![];
     for i in 0..n {
-        let dir = f.path(&format!("dev{i}"));
-        let d = Device::open(&dir);
-        d.init(
-            MODEL,
-            &format!("SN-{i}"),
-            hallmark_device::keystore::KeyType::P256,
-        )
-        .unwrap();
-        let csr = hallmark_provisioner::station::read_csr(&dir.join("csr.pem")).unwrap();
-        let r = f
-            .provisioning_client(&station)
-            .await
-            .provision(pb::ProvisionRequest {
-                model: MODEL.into(),
-                hardware_serial: format!("SN-{i}"),
-                csr_der: csr,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        hallmark_provisioner::station::DeviceDir::new(&dir)
-            .write(MODEL, &r)
-            .unwrap();
+        let (d, dir) = f
+            .provisioned_device(&station, MODEL, &format!("SN-{i}"))
+            .await;
         d.enroll(&f.url, &fw, false).await.unwrap();
         devices.push((d, dir));
     }
