@@ -85,6 +85,17 @@ pub struct LimitSettings {
     pub claim_lockout_seconds: u64,
     /// Wrong codes one caller may send per hour, across all devices.
     pub claim_caller_failures_per_hour: u64,
+    /// Sustained requests per second of any other authenticated caller
+    /// (device, admin, verifier), and the burst above it.
+    pub peer_requests_per_second: u32,
+    pub peer_burst: u32,
+    /// Concurrent gRPC streams one connection may hold open.
+    pub streams_per_connection: u32,
+    /// TLS handshakes in progress at once; connections beyond wait in the
+    /// listen backlog.
+    pub pending_handshakes: u32,
+    /// A TLS handshake that takes longer is dropped.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -97,6 +108,11 @@ impl Default for LimitSettings {
             claim_max_failures: 10,
             claim_lockout_seconds: 86_400,
             claim_caller_failures_per_hour: 100,
+            peer_requests_per_second: 100,
+            peer_burst: 200,
+            streams_per_connection: 64,
+            pending_handshakes: 512,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -210,9 +226,22 @@ fn check(s: &Settings) -> Result<()> {
             "claim_max_failures and claim_lockout_seconds must be positive",
         ));
     }
-    if s.limits.station_requests_per_second == 0 || s.limits.station_burst == 0 {
+    let l = &s.limits;
+    for (name, value) in [
+        ("station_requests_per_second", l.station_requests_per_second),
+        ("station_burst", l.station_burst),
+        ("peer_requests_per_second", l.peer_requests_per_second),
+        ("peer_burst", l.peer_burst),
+        ("streams_per_connection", l.streams_per_connection),
+        ("pending_handshakes", l.pending_handshakes),
+    ] {
+        if value == 0 {
+            return Err(Error::invalid(format!("limits.{name} must be positive")));
+        }
+    }
+    if !(100..=120_000).contains(&l.handshake_timeout_ms) {
         return Err(Error::invalid(
-            "limits.station_requests_per_second and station_burst must be positive",
+            "limits.handshake_timeout_ms must be between 100 and 120000",
         ));
     }
     let mut names = std::collections::BTreeSet::new();
@@ -302,6 +331,16 @@ claim_base_delay_ms = {cbd}
 claim_max_failures = {cmf}
 claim_lockout_seconds = {cls}
 claim_caller_failures_per_hour = {ccf}
+# Requests per second of any other authenticated caller (device, admin,
+# verifier), and the burst above it; past them RESOURCE_EXHAUSTED.
+peer_requests_per_second = {prps}
+peer_burst = {pburst}
+# Concurrent gRPC streams one connection may hold open.
+streams_per_connection = {streams}
+# TLS handshakes in progress at once (more wait in the listen backlog), and
+# how long one may take before the connection is closed.
+pending_handshakes = {pending}
+handshake_timeout_ms = {hto}
 
 # Device models. Models can also be managed at run time with
 # `hallmark-ca --server URL --identity DIR model add`. Example:
@@ -329,6 +368,11 @@ claim_caller_failures_per_hour = {ccf}
         cmf = s.limits.claim_max_failures,
         cls = s.limits.claim_lockout_seconds,
         ccf = s.limits.claim_caller_failures_per_hour,
+        prps = s.limits.peer_requests_per_second,
+        pburst = s.limits.peer_burst,
+        streams = s.limits.streams_per_connection,
+        pending = s.limits.pending_handshakes,
+        hto = s.limits.handshake_timeout_ms,
     );
     for m in &s.models {
         out.push_str(&format!(

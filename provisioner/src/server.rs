@@ -13,7 +13,7 @@ use hallmark_proto::v1::ownership_server::OwnershipServer;
 use hallmark_proto::v1::provisioning_server::ProvisioningServer;
 use hallmark_proto::v1::verification_server::VerificationServer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -29,8 +29,6 @@ use crate::state::AppState;
 
 /// Largest gRPC message accepted (a CSR is a few hundred bytes).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// A TLS handshake that takes longer is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections are closed after this long, so a revocation reaches
 /// long-lived connections too.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
@@ -68,6 +66,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     let dir = opts.dir.clone();
     let state = Arc::new(blocking(move || AppState::open(&dir)).await?);
     let s = &state.config.settings.server;
+    let limits = state.config.settings.limits.clone();
     let grpc_listener = TcpListener::bind(opts.grpc.unwrap_or(s.grpc_listen)).await?;
     let http_listener = TcpListener::bind(opts.http.unwrap_or(s.http_listen)).await?;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -120,7 +119,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     let grpc = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .max_connection_age(MAX_CONNECTION_AGE)
-            .max_concurrent_streams(Some(128))
+            .max_concurrent_streams(Some(limits.streams_per_connection))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(provisioning)
@@ -162,14 +161,26 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
 type Conn = std::result::Result<TlsStream<TcpStream>, std::io::Error>;
 
 /// Accepts TCP connections and completes each TLS handshake in its own task
-/// (with a timeout), so a slow client never holds up the others.
+/// (with a timeout), so a slow client never holds up the others. At most
+/// `pending_handshakes` run at once; further connections wait in the
+/// kernel's listen backlog, which bounds memory in a reconnect storm.
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     conns: mpsc::Sender<Conn>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let limits = &state.config.settings.limits;
+    let timeout = Duration::from_millis(limits.handshake_timeout_ms);
+    let pending = Arc::new(Semaphore::new(limits.pending_handshakes as usize));
     loop {
+        let permit = tokio::select! {
+            p = pending.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopped.changed() => break,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -193,7 +204,9 @@ async fn accept_loop(
         let conns = conns.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+            drop(permit);
+            match handshake {
                 Ok(Ok(tls)) => {
                     let _ = conns.send(Ok(tls)).await;
                 }

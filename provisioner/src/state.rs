@@ -29,6 +29,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub station_limiter: RateLimiter,
+    /// Every other authenticated caller, by actor name.
+    pub peer_limiter: RateLimiter,
     /// Signs attestation results.
     pub attestation: ResultSigner,
     /// CRLs and the TLS configuration that honours them.
@@ -64,6 +66,7 @@ impl AppState {
                 limits.station_requests_per_second,
                 limits.station_burst,
             ),
+            peer_limiter: RateLimiter::new(limits.peer_requests_per_second, limits.peer_burst),
             config,
             dir: cadir,
             ca,

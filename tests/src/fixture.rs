@@ -39,6 +39,18 @@ impl Fixture {
         edit: impl FnOnce(String) -> String,
         offline_setup: impl FnOnce(&Offline, &Path),
     ) -> Fixture {
+        let mut f = Self::prepare(edit, offline_setup);
+        f.restart().await;
+        f
+    }
+
+    /// The CA folder and identities of [`Fixture::start_with`], with no
+    /// server yet: start one in-process ([`Fixture::restart`]) or as the real
+    /// binary ([`Fixture::serve_process`]).
+    pub fn prepare(
+        edit: impl FnOnce(String) -> String,
+        offline_setup: impl FnOnce(&Offline, &Path),
+    ) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let ca = tmp.path().join("ca");
         ops::init(&ca, &InitOptions::default()).unwrap();
@@ -52,16 +64,22 @@ impl Fixture {
             offline.issue_verifier("cloud", &verifier).unwrap();
             offline_setup(&offline, tmp.path());
         }
-        let mut f = Fixture {
+        Fixture {
             tmp,
             ca,
             admin,
             verifier,
             running: None,
             url: String::new(),
-        };
-        f.restart().await;
-        f
+        }
+    }
+
+    /// Starts `hallmark-provisioner serve` on this CA folder (log in `log`)
+    /// and points the fixture's clients at it.
+    pub fn serve_process(&mut self, log: &Path) -> crate::ServerProcess {
+        let p = crate::ServerProcess::start(&self.ca, log);
+        self.url = p.grpc_url.clone();
+        p
     }
 
     /// Starts (or restarts) the server on fresh ports.

@@ -236,6 +236,11 @@ impl ServerProcess {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// SIGKILL and wait: a crash, no chance to clean up.
+    pub fn kill(self) {
+        drop(self); // Drop sends SIGKILL and waits.
+    }
+
     /// SIGTERM and wait: a graceful stop.
     pub fn stop(mut self) {
         self.terminate();

@@ -8,7 +8,7 @@ use rustls::pki_types::CertificateDer;
 use tonic::{Request, Status};
 
 use crate::auth::{self, Caller, RoleKind};
-use crate::error::{Result, blocking};
+use crate::error::{Error, Result, blocking};
 use crate::state::AppState;
 
 pub mod admin;
@@ -40,6 +40,15 @@ pub async fn call<T: Send + 'static>(
         let caller =
             auth::authenticate(st.store.as_ref(), peer.as_deref().map(Vec::as_slice), now)?;
         caller.require(allowed, rpc)?;
+        // Stations have their own (higher) rate, checked where they provision.
+        if caller.role.kind() != RoleKind::Station
+            && let Err(wait) = st.peer_limiter.check(&caller.actor())
+        {
+            return Err(Error::RateLimited {
+                what: format!("{} is over its request rate", caller.actor()),
+                retry_after_ms: wait,
+            });
+        }
         f(&st, &caller)
     })
     .await;
