@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and every test, exactly as CI does: formatting, clippy,
 # the whole workspace test suite (unit, interop with openssl, pkilint,
-# mosquitto and grpcio, end-to-end against the real binaries), and the
-# README's run command. One build profile: release.
+# mosquitto and grpcio, end-to-end against the real binaries), a short
+# fuzzing run of every parser of untrusted bytes, and the README's run
+# command. One build profile: release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
@@ -13,6 +14,8 @@ cargo build --release --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --locked 2>&1 | tee "$log"
+# A short run of every fuzz target (coverage-guided libFuzzer; fails on a crash).
+bash scripts/fuzz.sh "${HALLMARK_FUZZ_SECONDS:-15}"
 # The README's run command itself, so it can never silently break.
 cargo run --release --locked -p hallmark-provisioner -- demo --devices 5
 # One closing line for the whole suite.

@@ -162,13 +162,12 @@ impl Config {
     pub fn load(dir: &Path) -> Result<Config> {
         let path = dir.join(Self::FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let settings: Settings = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
-        check(&settings).map_err(|e| Error::Config {
+        let settings = parse(&text).map_err(|e| Error::Config {
             path,
-            detail: e.to_string(),
+            detail: match e {
+                Error::InvalidInput(d) => d,
+                e => e.to_string(),
+            },
         })?;
         Ok(Config {
             dir: dir.to_path_buf(),
@@ -190,6 +189,14 @@ impl Config {
             ))),
         }
     }
+}
+
+/// Parses and checks the text of a hallmark.toml (untrusted input: every
+/// value is validated).
+pub fn parse(text: &str) -> Result<Settings> {
+    let settings: Settings = toml::from_str(text).map_err(|e| Error::invalid(e.to_string()))?;
+    check(&settings)?;
+    Ok(settings)
 }
 
 fn check(s: &Settings) -> Result<()> {

@@ -169,20 +169,9 @@ impl Responder {
         state: &AppState,
         request: &[u8],
     ) -> std::result::Result<OcspResponse, Answer> {
-        if request.len() > MAX_REQUEST_BYTES {
-            return Err(Answer::Status(OcspResponse::malformed_request()));
-        }
-        let req = OcspRequest::from_der(request)
+        let ParsedRequest { list, nonce } = parse_request(request)
             .map_err(|_| Answer::Status(OcspResponse::malformed_request()))?;
-        let list = &req.tbs_request.request_list;
-        if list.is_empty() || list.len() > 16 {
-            return Err(Answer::Status(OcspResponse::malformed_request()));
-        }
-        let nonce = req
-            .tbs_request
-            .request_extensions
-            .as_ref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id == oid(OID_NONCE)).cloned());
+        let list = &list;
         // Every certificate asked about must be of one CA: one signer answers.
         let mut kind = None;
         for r in list {
@@ -261,6 +250,36 @@ impl Responder {
             .then_some(i.kind)
         })
     }
+}
+
+/// What an OCSP request asks: the certificates (one to
+/// [`MAX_CERTS_PER_REQUEST`]) and the nonce extension, if any.
+pub struct ParsedRequest {
+    pub list: Vec<x509_ocsp::Request>,
+    pub nonce: Option<x509_cert::ext::Extension>,
+}
+
+/// Certificates one request may ask about.
+pub const MAX_CERTS_PER_REQUEST: usize = 16;
+
+/// Parses a DER OCSPRequest (untrusted bytes from the network).
+pub fn parse_request(request: &[u8]) -> std::result::Result<ParsedRequest, &'static str> {
+    if request.len() > MAX_REQUEST_BYTES {
+        return Err("request too large");
+    }
+    let req = OcspRequest::from_der(request).map_err(|_| "not a DER OCSPRequest")?;
+    let tbs = req.tbs_request;
+    if tbs.request_list.is_empty() || tbs.request_list.len() > MAX_CERTS_PER_REQUEST {
+        return Err("the request must name 1 to 16 certificates");
+    }
+    let nonce = tbs
+        .request_extensions
+        .as_ref()
+        .and_then(|exts| exts.iter().find(|e| e.extn_id == oid(OID_NONCE)).cloned());
+    Ok(ParsedRequest {
+        list: tbs.request_list,
+        nonce,
+    })
 }
 
 enum Answer {
