@@ -51,9 +51,16 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let (durable, flushes) = state.store.durability_stats();
+    let store = format!(
+        "# TYPE hallmark_store_durable_changes_total counter\n\
+         hallmark_store_durable_changes_total {durable}\n\
+         # TYPE hallmark_store_flushes_total counter\n\
+         hallmark_store_flushes_total {flushes}\n"
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &store,
     )
 }
 

@@ -348,3 +348,53 @@ fn sign(
     };
     OcspResponse::successful(basic).map_err(der_err)
 }
+
+/// A DER OCSPRequest for the certificate with `serial` issued by the CA
+/// whose certificate is `issuer_der` (SHA-1 CertID, as openssl sends), with
+/// a nonce extension if given. What a relying party (or the bench) sends.
+pub fn request_der(issuer_der: &[u8], serial: &[u8], nonce: Option<&[u8]>) -> Result<Vec<u8>> {
+    let (_, ca) = x509_parser::parse_x509_certificate(issuer_der)
+        .map_err(|e| Error::Internal(format!("issuer certificate: {e}")))?;
+    let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+    let req_cert = x509_ocsp::CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: oid(OID_SHA1),
+            parameters: Some(der::asn1::Null.into()),
+        },
+        issuer_name_hash: OctetString::new(hash(sha1, ca.subject().as_raw())).map_err(der_err)?,
+        issuer_key_hash: OctetString::new(hash(
+            sha1,
+            ca.public_key().subject_public_key.data.as_ref(),
+        ))
+        .map_err(der_err)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial).map_err(der_err)?,
+    };
+    let request_extensions = match nonce {
+        Some(n) => Some(vec![Extension {
+            extn_id: oid(OID_NONCE),
+            critical: false,
+            extn_value: OctetString::new(
+                OctetString::new(n)
+                    .map_err(der_err)?
+                    .to_der()
+                    .map_err(der_err)?,
+            )
+            .map_err(der_err)?,
+        }]),
+        None => None,
+    };
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert,
+                single_request_extensions: None,
+            }],
+            request_extensions,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(der_err)
+}

@@ -9,6 +9,8 @@ use crate::records::*;
 use crate::serial::Serial;
 
 pub mod conformance;
+pub mod group_sync;
+pub mod journal;
 pub mod sled;
 
 /// One change inside a [`Commit`]. Inserts refuse what already exists, updates
@@ -88,6 +90,12 @@ pub trait AuditLog {
 /// returns only once all of it is durable on disk.
 pub trait Commit {
     fn commit(&self, writes: Vec<Write>, event: AuditEvent) -> Result<AuditRecord>;
+
+    /// (commits made durable, flushes to disk) since the store was opened:
+    /// how well concurrent commits share flushes. (0, 0) if not tracked.
+    fn durability_stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Everything a Hallmark server needs from its store.

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use hallmark_proto::v1 as pb;
 use hallmark_proto::v1::provisioning_server::Provisioning;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -16,15 +17,24 @@ pub struct ProvisioningService {
     pub state: Arc<AppState>,
 }
 
+/// Requests of one ProvisionStream processed at once.
+pub const STREAM_PIPELINE: usize = 16;
+
+/// A stream request in flight, or the inbound stream's error.
+enum Job {
+    Provision(u64, String, JoinHandle<Result<Provisioned, Status>>),
+    Failed(Status),
+}
+
 async fn provision_one(
-    state: &Arc<AppState>,
+    state: Arc<AppState>,
     peer: super::PeerCerts,
     req: pb::ProvisionRequest,
 ) -> Result<Provisioned, Status> {
     let model = req.model.clone();
     let input = convert::provision_input(req);
     let (p, station) = call(
-        state,
+        &state,
         peer,
         "Provision",
         &[RoleKind::Station],
@@ -53,7 +63,7 @@ impl Provisioning for ProvisioningService {
         req: Request<pb::ProvisionRequest>,
     ) -> Result<Response<pb::ProvisionResponse>, Status> {
         let peer = peer(&req);
-        let p = provision_one(&self.state, peer, req.into_inner()).await?;
+        let p = provision_one(self.state.clone(), peer, req.into_inner()).await?;
         Ok(Response::new(convert::provision_response(p)))
     }
 
@@ -66,20 +76,42 @@ impl Provisioning for ProvisioningService {
         let peer = peer(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(32);
+        // Up to STREAM_PIPELINE requests of one stream run at once (their
+        // commits share fdatasyncs); answers go out in request order.
+        let (jobs, mut pending) = tokio::sync::mpsc::channel::<Job>(STREAM_PIPELINE);
         let state = self.state.clone();
         tokio::spawn(async move {
             let mut index = 0u64;
             loop {
-                let msg = match inbound.message().await {
-                    Ok(Some(m)) => m,
+                let job = match inbound.message().await {
+                    Ok(Some(msg)) => {
+                        let hardware_serial = msg.hardware_serial.clone();
+                        let task = tokio::spawn(provision_one(state.clone(), peer.clone(), msg));
+                        Job::Provision(index, hardware_serial, task)
+                    }
                     Ok(None) => break,
-                    Err(status) => {
+                    Err(status) => Job::Failed(status),
+                };
+                let failed = matches!(job, Job::Failed(_));
+                if jobs.send(job).await.is_err() || failed {
+                    break;
+                }
+                index += 1;
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(job) = pending.recv().await {
+                let (index, hardware_serial, task) = match job {
+                    Job::Provision(i, s, t) => (i, s, t),
+                    Job::Failed(status) => {
                         let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };
-                let hardware_serial = msg.hardware_serial.clone();
-                let result = match provision_one(&state, peer.clone(), msg).await {
+                let outcome = task
+                    .await
+                    .unwrap_or_else(|e| Err(Status::internal(format!("provisioning task: {e}"))));
+                let result = match outcome {
                     Ok(p) => pb::ProvisionResult {
                         index,
                         hardware_serial,
@@ -98,7 +130,6 @@ impl Provisioning for ProvisioningService {
                 if tx.send(Ok(result)).await.is_err() {
                     break;
                 }
-                index += 1;
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
