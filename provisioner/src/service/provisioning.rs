@@ -1,4 +1,5 @@
 //! hallmark.v1.Provisioning: one device per call, or a whole line over a stream.
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hallmark_proto::v1 as pb;
@@ -77,14 +78,25 @@ impl Provisioning for ProvisioningService {
         let mut inbound = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(32);
         // Up to STREAM_PIPELINE requests of one stream run at once (their
-        // commits share fdatasyncs); answers go out in request order.
+        // commits share fdatasyncs); answers go out in request order. A
+        // request for a device already in flight waits for that one's answer,
+        // so within a stream the first request for a device wins.
         let (jobs, mut pending) = tokio::sync::mpsc::channel::<Job>(STREAM_PIPELINE);
+        let (answered_tx, mut answered) = tokio::sync::watch::channel(0u64);
         let state = self.state.clone();
         tokio::spawn(async move {
             let mut index = 0u64;
+            let mut in_flight: HashMap<(String, String), u64> = HashMap::new();
             loop {
                 let job = match inbound.message().await {
                     Ok(Some(msg)) => {
+                        let device = (msg.model.clone(), msg.hardware_serial.clone());
+                        if let Some(&earlier) = in_flight.get(&device) {
+                            let _ = answered.wait_for(|n| *n > earlier).await;
+                        }
+                        let done = *answered.borrow();
+                        in_flight.retain(|_, i| *i >= done);
+                        in_flight.insert(device, index);
                         let hardware_serial = msg.hardware_serial.clone();
                         let task = tokio::spawn(provision_one(state.clone(), peer.clone(), msg));
                         Job::Provision(index, hardware_serial, task)
@@ -130,6 +142,7 @@ impl Provisioning for ProvisioningService {
                 if tx.send(Ok(result)).await.is_err() {
                     break;
                 }
+                let _ = answered_tx.send(index + 1);
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
