@@ -408,7 +408,7 @@ fn apply(tx: &Recorder, w: &Write) -> TxResult<()> {
                     id: "(redacted)".into(),
                 });
             }
-            tx.insert(T::SetupCodes, k.as_bytes(), &[1u8])?;
+            tx.insert(T::SetupCodes, k.as_bytes(), [1u8])?;
         }
         Write::ChargeQuota { key, limit } => {
             let used = tx
@@ -421,7 +421,7 @@ fn apply(tx: &Recorder, w: &Write) -> TxResult<()> {
                     "quota {key} of {limit} is used up"
                 )));
             }
-            tx.insert(T::Counters, key.as_bytes(), &(used + 1).to_be_bytes())?;
+            tx.insert(T::Counters, key.as_bytes(), (used + 1).to_be_bytes())?;
         }
     }
     Ok(())
@@ -442,7 +442,7 @@ impl Commit for SledStore {
             let rec = audit::next_record(head.as_ref(), at, event.clone())
                 .map_err(ConflictableTransactionError::Abort)?;
             let sealed = audit::seal_head(key, &rec);
-            tx.insert(T::Audit, &rec.seq.to_be_bytes(), &enc(&rec)?)?;
+            tx.insert(T::Audit, rec.seq.to_be_bytes(), enc(&rec)?)?;
             tx.insert(T::Meta, HEAD_KEY, &enc(&sealed)?)?;
             Ok(rec)
         })
