@@ -125,18 +125,20 @@ pids+=($!)
 # Both must answer "good", verified by openssl, before they are measured.
 # (No bare TCP probe: `openssl ocsp` as a responder spins on a connection
 # closed without a request.)
-ocsp_good() {
-    timeout 5 openssl ocsp -issuer "$work/ca.pem" -cert "$work/leaf.pem" \
-        -url "http://127.0.0.1:$1/" -CAfile "$work/ca.pem" -VAfile "$work/ocsp.pem" $2 2>&1 \
-        | grep -q ': good'
+ocsp_good() { # PORT [-no_nonce]
+    local out
+    out=$(timeout 5 openssl ocsp -issuer "$work/ca.pem" -cert "$work/leaf.pem" \
+        -url "http://127.0.0.1:$1/" -CAfile "$work/ca.pem" -VAfile "$work/ocsp.pem" "${@:2}" 2>&1) || true
+    [[ "$out" == *": good"* ]]
 }
-for p in "$openssl_port" "$ocspserve_port -no_nonce"; do
-    for i in $(seq 1 50); do
+for target in "$openssl_port" "$ocspserve_port -no_nonce"; do
+    ok=0
+    for _ in $(seq 1 50); do
         # shellcheck disable=SC2086
-        ocsp_good $p && break
-        [ "$i" = 50 ] && { echo "OCSP responder on $p never answered good" >&2; exit 1; }
+        if ocsp_good $target; then ok=1; break; fi
         sleep 0.2
     done
+    [ "$ok" = 1 ] || { echo "OCSP responder on $target never answered good" >&2; exit 1; }
 done
 
 echo "== provisioning: Hallmark vs cfssl+sqlite, $stations concurrent callers"

@@ -81,8 +81,8 @@ async fn main() -> ExitCode {
 async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let running = server::start(opts).await?;
     println!(
-        "serving gRPC on {} and HTTP on {}",
-        running.grpc_addr, running.http_addr
+        "{}",
+        server::ready_line(running.grpc_addr, running.http_addr)
     );
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -33,6 +33,23 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// long-lived connections too.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 
+/// The line `hallmark-provisioner serve` prints on stdout once it serves.
+pub fn ready_line(grpc: SocketAddr, http: SocketAddr) -> String {
+    format!("serving gRPC on {grpc} and HTTP on {http}")
+}
+
+/// The (gRPC, HTTP) addresses in a [`ready_line`], for tools that start
+/// the server as a process.
+pub fn parse_ready_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["serving", "gRPC", "on", grpc, "and", "HTTP", "on", http] => {
+            Some((grpc.parse().ok()?, http.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
 /// Where to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

@@ -210,17 +210,17 @@ impl ServerProcess {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        // "serving gRPC on A and HTTP on B"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            words.len() >= 8,
-            "server did not start: {line:?}; log: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+        let (grpc, http) =
+            hallmark_provisioner::server::parse_ready_line(&line).unwrap_or_else(|| {
+                panic!(
+                    "server did not start: {line:?}; log: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
         let server = ServerProcess {
             child: Some(child),
-            grpc_url: format!("https://{}", words[3]),
-            http_addr: words[7].to_string(),
+            grpc_url: format!("https://{grpc}"),
+            http_addr: http.to_string(),
         };
         // Ready when /healthz answers 200.
         for _ in 0..100 {
@@ -264,6 +264,26 @@ impl Drop for ServerProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The permission bits of a file.
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 /// A plain HTTP/1.1 GET: (status, body), or None if nothing answered.

@@ -1,7 +1,6 @@
 //! `hallmark-ca` end to end: the real binary, checked with openssl and pkilint.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,10 +32,6 @@ fn issue_station(dir: &Path, id: &str, out: &Path) -> String {
         .arg(dir)
         .arg("--out")
         .arg(out))
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 #[test]

@@ -8,7 +8,6 @@
 //! not PKCS#8 that openssl could read.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hallmark_ca::layout::{self, CaDir};
@@ -17,7 +16,7 @@ use hallmark_ca::sealed;
 use hallmark_proto::v1 as pb;
 use hallmark_proto::v1::ownership_client::OwnershipClient;
 use hallmark_tests::fixture::{Fixture, request};
-use hallmark_tests::{fails, hallmark, run};
+use hallmark_tests::{fails, files_under, hallmark, mode, run};
 
 /// A secret and the forms it could leak in.
 struct Needle {
@@ -54,23 +53,6 @@ impl Needle {
             .iter()
             .any(|f| hay.windows(f.len()).any(|w| w == f.as_slice()))
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 fn key_der(identity: &Path) -> Vec<u8> {

@@ -125,18 +125,16 @@ impl Lab {
             .context("starting hallmark-provisioner serve")?;
         let mut line = String::new();
         BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut line)?;
-        // "serving gRPC on A and HTTP on B"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.len() < 8 {
+        let Some((grpc, http)) = hallmark_provisioner::server::parse_ready_line(&line) else {
             let _ = server.kill();
             bail!(
                 "server did not start: {}",
                 std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
             );
-        }
+        };
         Ok(Lab {
-            url: format!("https://{}", words[3]),
-            http: words[7].to_string(),
+            url: format!("https://{grpc}"),
+            http: http.to_string(),
             _tmp: tmp,
             dir,
             ca,

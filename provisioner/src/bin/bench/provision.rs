@@ -1,7 +1,8 @@
 //! `provision`: K stations each streaming N/K provisioning requests over
-//! ProvisionStream, durable (one fdatasync'ed commit per device, shared by
-//! concurrent commits); and, with `--cfssl`, cfssl's sign API with the same
-//! CSRs at the same concurrency.
+//! ProvisionStream with WINDOW outstanding, durable (every device journaled
+//! and fdatasync'ed before its answer; concurrent commits share fdatasyncs);
+//! and, with `--cfssl`, cfssl's sign API with the same CSRs and as many
+//! requests in flight (one per connection).
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,6 +14,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::http_load;
 use crate::lab::{Lab, MODEL};
 use crate::report::{self, Row};
+
+/// Requests each station keeps outstanding on its stream.
+pub const WINDOW: usize = 16;
 
 /// `n` device CSRs (P-256), made on all cores before any clock starts.
 pub fn make_csrs(n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -74,13 +78,21 @@ pub async fn hallmark(
             })
             .collect();
         tasks.push(tokio::spawn(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let (tx, rx) = tokio::sync::mpsc::channel(WINDOW);
+            // A station keeps WINDOW requests outstanding, as a line does,
+            // so latency is service time, not a queue of the whole batch.
+            let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
             let sent = Arc::new(Mutex::new(Vec::with_capacity(mine.len())));
             let order: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
             let feeder = {
                 let sent = sent.clone();
+                let window = window.clone();
                 tokio::spawn(async move {
                     for (_, req) in mine {
+                        match window.acquire().await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => break,
+                        }
                         sent.lock().map(|mut v| v.push(Instant::now())).ok();
                         if tx.send(req).await.is_err() {
                             break;
@@ -97,6 +109,7 @@ pub async fn hallmark(
                 .await?
                 .into_inner();
             while let Some(r) = stream.message().await? {
+                window.add_permits(1);
                 let at = sent
                     .lock()
                     .ok()
@@ -192,10 +205,14 @@ pub async fn run(
     drop(lab);
     if let Some(addr) = cfssl_addr {
         eprintln!("signing the same CSRs with cfssl at {addr}...");
-        rows.push(cfssl(&addr, &csrs, stations).await?);
+        // The same number of requests in flight as the stations keep.
+        rows.push(cfssl(&addr, &csrs, stations * WINDOW).await?);
     }
     report::print(
-        &format!("provision: {devices} devices, {stations} concurrent callers, durable"),
+        &format!(
+            "provision: {devices} devices, {} requests in flight ({stations} stations x {WINDOW})",
+            stations * WINDOW
+        ),
         &rows,
     );
     if rows.len() == 2 {
