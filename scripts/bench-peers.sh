@@ -141,7 +141,7 @@ for target in "$openssl_port" "$ocspserve_port -no_nonce"; do
     [ "$ok" = 1 ] || { echo "OCSP responder on $target never answered good" >&2; exit 1; }
 done
 
-echo "== provisioning: Hallmark vs cfssl+sqlite, $stations concurrent callers"
+echo "== provisioning: Hallmark vs cfssl+sqlite, $stations stations"
 $bench provision --stations "$stations" --devices "$devices" --cfssl "127.0.0.1:$cfssl_port"
 fsyncs_note="cfssl's certdb: $(sqlite3 "$work/certs.db" 'select count(*) from certificates') certificates recorded"
 echo "$fsyncs_note"
