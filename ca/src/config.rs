@@ -96,6 +96,13 @@ pub struct LimitSettings {
     pub pending_handshakes: u32,
     /// A TLS handshake that takes longer is dropped.
     pub handshake_timeout_ms: u64,
+    /// Connections the kernel queues before the server accepts them (the
+    /// kernel caps it at net.core.somaxconn).
+    pub listen_backlog: u32,
+    /// Enrollment calls (Challenge, Enroll, Renew, Attest) served at once;
+    /// past it a device gets RESOURCE_EXHAUSTED with a retry hint that
+    /// spreads a storm at the rate the server serves.
+    pub enrollments_in_flight: u32,
 }
 
 impl Default for LimitSettings {
@@ -113,6 +120,8 @@ impl Default for LimitSettings {
             streams_per_connection: 64,
             pending_handshakes: 512,
             handshake_timeout_ms: 10_000,
+            listen_backlog: 4096,
+            enrollments_in_flight: 64,
         }
     }
 }
@@ -241,6 +250,8 @@ fn check(s: &Settings) -> Result<()> {
         ("peer_burst", l.peer_burst),
         ("streams_per_connection", l.streams_per_connection),
         ("pending_handshakes", l.pending_handshakes),
+        ("listen_backlog", l.listen_backlog),
+        ("enrollments_in_flight", l.enrollments_in_flight),
     ] {
         if value == 0 {
             return Err(Error::invalid(format!("limits.{name} must be positive")));
@@ -348,6 +359,13 @@ streams_per_connection = {streams}
 # how long one may take before the connection is closed.
 pending_handshakes = {pending}
 handshake_timeout_ms = {hto}
+# Connections the kernel queues before they are accepted (capped by
+# net.core.somaxconn).
+listen_backlog = {backlog}
+# Enrollment calls served at once. Past it a device is told
+# RESOURCE_EXHAUSTED with a retry-after-ms hint; the hints spread a fleet
+# that comes back at once at the rate the server serves it.
+enrollments_in_flight = {enrolling}
 
 # Device models. Models can also be managed at run time with
 # `hallmark-ca --server URL --identity DIR model add`. Example:
@@ -380,6 +398,8 @@ handshake_timeout_ms = {hto}
         streams = s.limits.streams_per_connection,
         pending = s.limits.pending_handshakes,
         hto = s.limits.handshake_timeout_ms,
+        backlog = s.limits.listen_backlog,
+        enrolling = s.limits.enrollments_in_flight,
     );
     for m in &s.models {
         out.push_str(&format!(

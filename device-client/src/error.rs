@@ -19,7 +19,12 @@ pub enum Error {
     #[error("cannot connect to {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("{code:?}: {message}")]
-    Rpc { code: tonic::Code, message: String },
+    Rpc {
+        code: tonic::Code,
+        message: String,
+        /// The server's `retry-after-ms` hint, when it asked us to wait.
+        retry_after_ms: Option<u64>,
+    },
 }
 
 impl Error {
@@ -27,6 +32,14 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Error::Rpc { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
         }
     }
 
@@ -58,9 +71,15 @@ impl From<tonic::Status> for Error {
             message.push_str(&c.to_string());
             cur = c.source();
         }
+        let retry_after_ms = s
+            .metadata()
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         Error::Rpc {
             code: s.code(),
             message,
+            retry_after_ms,
         }
     }
 }

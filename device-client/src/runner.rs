@@ -27,24 +27,42 @@ impl Default for Backoff {
 
 /// Runs `op` until it succeeds or fails for good; transient failures
 /// (unreachable, RESOURCE_EXHAUSTED, ...) are retried after a jittered,
-/// growing wait.
-pub async fn retry<T, Fut>(backoff: Backoff, mut op: impl FnMut() -> Fut) -> Result<T>
+/// growing wait, or after the wait the server asked for (`retry-after-ms`,
+/// slightly jittered, at most [`schedule::MAX_HINT_MS`]) when it gave one.
+pub async fn retry<T, Fut>(backoff: Backoff, op: impl FnMut() -> Fut) -> Result<T>
 where
     Fut: Future<Output = Result<T>>,
+{
+    retry_with(backoff, tokio::time::sleep, op).await
+}
+
+/// [`retry`], with its waits made by `sleep` (a test passes a simulated
+/// clock).
+pub async fn retry_with<T, Fut, Wait>(
+    backoff: Backoff,
+    mut sleep: impl FnMut(Duration) -> Wait,
+    mut op: impl FnMut() -> Fut,
+) -> Result<T>
+where
+    Fut: Future<Output = Result<T>>,
+    Wait: Future<Output = ()>,
 {
     let mut attempt = 0u32;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() => {
-                let wait = schedule::backoff_ms(
-                    attempt,
-                    backoff.base_ms,
-                    backoff.cap_ms,
-                    schedule::unit(),
-                );
+                let wait = match e.retry_after_ms() {
+                    Some(hint) => schedule::hinted_ms(hint, schedule::unit()),
+                    None => schedule::backoff_ms(
+                        attempt,
+                        backoff.base_ms,
+                        backoff.cap_ms,
+                        schedule::unit(),
+                    ),
+                };
                 tracing::warn!(attempt, wait_ms = wait, error = %e, "server unavailable; retrying");
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+                sleep(Duration::from_millis(wait)).await;
                 attempt = attempt.saturating_add(1);
             }
             Err(e) => return Err(e),
@@ -87,54 +105,49 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::cell::Cell;
 
     use super::*;
     use crate::error::Error;
 
     /// A few hundred devices lose the server at t=0; it comes back at t=60s.
-    /// Each runs the real `retry` loop against a stand-in for the server (the
-    /// server itself is not what is under test: the devices' timing is), with
-    /// tokio's clock paused. Their attempts after the return must be spread
-    /// out, not a synchronized burst.
-    #[tokio::test(start_paused = true)]
+    /// Each runs the real retry loop against a stand-in for the server (the
+    /// server itself is not what is under test: the devices' timing is), on
+    /// a simulated clock that its waits advance. Their attempts after the
+    /// return must be spread out, not a synchronized burst.
+    #[tokio::test]
     async fn a_fleet_reconnects_spread_out_after_an_outage() {
         const DEVICES: usize = 300;
         let back_at = Duration::from_secs(60);
-        let start = tokio::time::Instant::now();
-        let attempts: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let mut tasks = vec![];
-        for _ in 0..DEVICES {
-            let attempts = attempts.clone();
-            tasks.push(tokio::spawn(async move {
-                retry(
-                    Backoff {
-                        base_ms: 1_000,
-                        cap_ms: 60_000,
-                    },
-                    || {
-                        let attempts = attempts.clone();
-                        async move {
-                            let t = start.elapsed();
-                            attempts.lock().unwrap().push(t);
-                            if t < back_at {
-                                Err(Error::Connect {
-                                    url: "x".into(),
-                                    detail: "down".into(),
-                                })
-                            } else {
-                                Ok(t)
-                            }
-                        }
-                    },
-                )
-                .await
-                .unwrap()
-            }));
-        }
         let mut reconnected = vec![];
-        for t in tasks {
-            reconnected.push(t.await.unwrap());
+        let mut during = 0;
+        for _ in 0..DEVICES {
+            let clock = Cell::new(Duration::ZERO);
+            let attempts = Cell::new(0usize);
+            let backoff = Backoff {
+                base_ms: 1_000,
+                cap_ms: 60_000,
+            };
+            let sleep = |d: Duration| {
+                clock.set(clock.get() + d);
+                std::future::ready(())
+            };
+            let at = retry_with(backoff, sleep, || {
+                let t = clock.get();
+                attempts.set(attempts.get() + usize::from(t < back_at));
+                std::future::ready(if t < back_at {
+                    Err(Error::Connect {
+                        url: "x".into(),
+                        detail: "down".into(),
+                    })
+                } else {
+                    Ok(t)
+                })
+            })
+            .await
+            .unwrap();
+            reconnected.push(at);
+            during += attempts.get();
         }
         // When did each device get back in, in one-second buckets?
         let mut buckets = std::collections::BTreeMap::<u64, usize>::new();
@@ -150,15 +163,42 @@ mod tests {
         assert!(span >= 20, "reconnections spread over only {span}s");
         // While it was down, each device backed off instead of hammering: a
         // fixed one-second retry loop would make 60 attempts per device.
-        let during = attempts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|t| **t < back_at)
-            .count();
         assert!(
             during <= DEVICES * 10,
             "{during} attempts during a 60 s outage"
         );
+    }
+
+    /// A server's hint replaces the backoff: the device waits what it was
+    /// told (plus at most a tenth), however short the backoff would be.
+    #[tokio::test]
+    async fn a_retry_hint_sets_the_wait() {
+        let waited = Cell::new(Duration::ZERO);
+        let calls = Cell::new(0);
+        let backoff = Backoff {
+            base_ms: 100,
+            cap_ms: 200,
+        };
+        let sleep = |d: Duration| {
+            waited.set(waited.get() + d);
+            std::future::ready(())
+        };
+        retry_with(backoff, sleep, || {
+            calls.set(calls.get() + 1);
+            std::future::ready(if calls.get() == 1 {
+                Err(Error::Rpc {
+                    code: tonic::Code::ResourceExhausted,
+                    message: "busy".into(),
+                    retry_after_ms: Some(30_000),
+                })
+            } else {
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+        let ms = waited.get().as_millis();
+        assert!((30_000..=33_000).contains(&ms), "waited {ms} ms");
+        assert_eq!(calls.get(), 2);
     }
 }

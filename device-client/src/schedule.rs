@@ -18,6 +18,19 @@ pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, unit: f64) -> u64 {
     ((ceiling as f64 * unit.clamp(0.0, 1.0)) as u64).max(100)
 }
 
+/// The longest wait a server's hint can impose (a bad hint must not park a
+/// device for good).
+pub const MAX_HINT_MS: u64 = 15 * 60 * 1000;
+
+/// The wait when the server gave a hint: the hint plus up to a tenth of it
+/// (so callers given the same hint do not return in lockstep), at least
+/// 10 ms and at most [`MAX_HINT_MS`]. The server spaces the hints it gives
+/// at the rate it serves, so the backoff's own cap does not apply.
+pub fn hinted_ms(hint_ms: u64, unit: f64) -> u64 {
+    let spread = hint_ms as f64 * 0.1 * unit.clamp(0.0, 1.0);
+    (hint_ms.saturating_add(spread as u64)).clamp(10, MAX_HINT_MS)
+}
+
 /// A uniform draw in [0, 1) from the OS CSPRNG.
 pub fn unit() -> f64 {
     let mut b = [0u8; 8];
@@ -47,6 +60,14 @@ mod tests {
         assert!(backoff_ms(3, 1000, 60_000, 0.999) > 7000);
         assert!(backoff_ms(20, 1000, 60_000, 0.999) < 60_000);
         let a = unit();
+        assert_eq!(hinted_ms(400, 0.0), 400);
+        assert_eq!(hinted_ms(400, 0.999), 439);
+        assert_eq!(hinted_ms(0, 0.5), 10);
+        assert_eq!(
+            hinted_ms(u64::MAX, 0.5),
+            MAX_HINT_MS,
+            "a bad hint is capped"
+        );
         assert!((0.0..1.0).contains(&a));
     }
 }

@@ -102,6 +102,11 @@ pub fn client_config(id: &ClientIdentity, floor_unix: u64) -> Result<rustls::Cli
     Ok(cfg)
 }
 
+/// How long a connection (TCP and the TLS handshake) may take. Generous: a
+/// server busy with a fleet coming back at once keeps new connections queued
+/// in its listen backlog, and giving up early only adds load when it retries.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects to `url` (https://host:port) over mutual TLS with `cfg`.
 pub async fn connect(url: &str, cfg: rustls::ClientConfig) -> Result<Channel> {
     let uri: Uri = url.parse().map_err(|e| Error::Connect {
@@ -130,7 +135,7 @@ pub async fn connect(url: &str, cfg: rustls::ClientConfig) -> Result<Channel> {
             url: url.into(),
             detail: e.to_string(),
         })?
-        .connect_timeout(std::time::Duration::from_secs(10));
+        .connect_timeout(CONNECT_TIMEOUT);
     endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();

@@ -19,6 +19,7 @@
 //! - [`convert`]: protobuf <-> domain types, in one place.
 //! - [`http`], [`metrics`]: health, Prometheus metrics.
 //! - [`ratelimit`]: token buckets.
+//! - [`admission`]: the enrollment gate that spreads a storm with retry hints.
 //! - [`state`]: what a running server holds.
 //! - [`station`]: the station tool's logic (single and batch provisioning).
 //! - [`label`]: QR-code labels (PNG) with device ID and setup code.
@@ -26,6 +27,7 @@
 //! - [`error`]: the crate's error and its mapping to gRPC statuses.
 
 pub mod admin;
+pub mod admission;
 pub mod attestation;
 pub mod auth;
 pub mod convert;

@@ -12,7 +12,7 @@ use hallmark_proto::v1::enrollment_server::EnrollmentServer;
 use hallmark_proto::v1::ownership_server::OwnershipServer;
 use hallmark_proto::v1::provisioning_server::ProvisioningServer;
 use hallmark_proto::v1::verification_server::VerificationServer;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -32,6 +32,25 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Connections are closed after this long, so a revocation reaches
 /// long-lived connections too.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
+
+/// The arguments of `hallmark-provisioner` that serve the CA folder `dir`
+/// on free loopback ports; tools that start the server as a process read
+/// the ports from its [`ready_line`].
+pub fn loopback_serve_args(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "serve",
+        "--grpc",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--dir",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    args
+}
 
 /// The line `hallmark-provisioner serve` prints on stdout once it serves.
 pub fn ready_line(grpc: SocketAddr, http: SocketAddr) -> String {
@@ -84,8 +103,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
     let state = Arc::new(blocking(move || AppState::open(&dir)).await?);
     let s = &state.config.settings.server;
     let limits = state.config.settings.limits.clone();
-    let grpc_listener = TcpListener::bind(opts.grpc.unwrap_or(s.grpc_listen)).await?;
-    let http_listener = TcpListener::bind(opts.http.unwrap_or(s.http_listen)).await?;
+    let grpc_listener = listen(opts.grpc.unwrap_or(s.grpc_listen), limits.listen_backlog)?;
+    let http_listener = listen(opts.http.unwrap_or(s.http_listen), limits.listen_backlog)?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
@@ -173,6 +192,19 @@ pub async fn start(opts: ServeOptions) -> Result<Running> {
         stop,
         tasks: vec![accept, grpc, http, publisher],
     })
+}
+
+/// Binds `addr` with room for `backlog` connections not yet accepted, so a
+/// storm of devices waits in the kernel instead of being dropped.
+fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket.listen(backlog)?)
 }
 
 type Conn = std::result::Result<TlsStream<TcpStream>, std::io::Error>;

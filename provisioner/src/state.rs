@@ -13,6 +13,7 @@ use hallmark_ca::sealed;
 use hallmark_ca::store::sled::SledStore;
 use hallmark_ca::store::{Store, Write};
 
+use crate::admission::Admission;
 use crate::attestation::ResultSigner;
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub station_limiter: RateLimiter,
     /// Every other authenticated caller, by actor name.
     pub peer_limiter: RateLimiter,
+    /// Bounds enrollment calls in a storm.
+    pub admission: Admission,
     /// Signs attestation results.
     pub attestation: ResultSigner,
     /// CRLs and the TLS configuration that honours them.
@@ -67,6 +70,7 @@ impl AppState {
                 limits.station_burst,
             ),
             peer_limiter: RateLimiter::new(limits.peer_requests_per_second, limits.peer_burst),
+            admission: Admission::new(limits.enrollments_in_flight as usize),
             config,
             dir: cadir,
             ca,

@@ -416,3 +416,85 @@ async fn forged_replayed_and_misbound_evidence_is_rejected_and_changes_nothing()
     }
     assert_eq!(e.f.counts(), before);
 }
+
+/// A storm past the enrollment gate: the gate is full (held here, as if other
+/// devices were being served), so a device is refused at once with
+/// RESOURCE_EXHAUSTED and a retry hint, and nothing is written for it. Then
+/// eight devices arrive together; the device library's retry loop follows the
+/// hints and every one enrolls once places free up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_past_the_enrollment_gate_is_told_when_to_return_and_all_enroll() {
+    use hallmark_device::runner::{Backoff, retry};
+    use hallmark_provisioner::admission::Stage;
+
+    let e = env(|c| c.replace("enrollments_in_flight = 64", "enrollments_in_flight = 2")).await;
+    let mut dirs = vec![];
+    for i in 0..8 {
+        dirs.push(e.device(&format!("STORM-{i}")).await.1);
+    }
+    let state = e.f.state().clone();
+    let refusals = || {
+        state.metrics.counter(
+            "hallmark_rpc_refusals_total",
+            &[("rpc", "Challenge"), ("reason", "resource_exhausted")],
+        )
+    };
+    let held: Vec<_> = (0..2)
+        .map(|_| state.admission.enter(Stage::Start).ok().unwrap())
+        .collect();
+
+    let before = e.f.counts();
+    let err = Device::open(&dirs[0])
+        .enroll(&e.f.url, &e.fw, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            hallmark_device::error::Error::Rpc {
+                code: Code::ResourceExhausted,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let hint = err.retry_after_ms().expect("a retry hint");
+    assert!((50..=600_000).contains(&hint), "{hint}");
+    assert!(err.is_transient());
+    assert_eq!(e.f.counts(), before, "a refused call wrote something");
+    assert_eq!(refusals(), 1);
+
+    let tasks: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            let (dir, url, fw) = (dir.clone(), e.f.url.clone(), e.fw.clone());
+            tokio::spawn(async move {
+                let d = Device::open(&dir);
+                let backoff = Backoff {
+                    base_ms: 100,
+                    cap_ms: 2_000,
+                };
+                retry(backoff, || d.enroll(&url, &fw, false)).await
+            })
+        })
+        .collect();
+    // Places free only once the storm has been turned away (as many
+    // refusals as devices, besides the first).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while refusals() < 1 + dirs.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} refusals",
+            refusals()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for dir in &dirs {
+        assert_eq!(Device::open(dir).status().state, "enrolled");
+    }
+    assert_eq!(state.admission.in_flight(), 0, "every place was given back");
+}

@@ -5,7 +5,8 @@ use hallmark_proto::v1 as pb;
 use hallmark_proto::v1::enrollment_server::Enrollment;
 use tonic::{Request, Response, Status};
 
-use super::{call, peer};
+use super::{admitted_call, peer};
+use crate::admission::Stage;
 use crate::auth::RoleKind;
 use crate::enrollment::{self, Enrolled};
 use crate::state::AppState;
@@ -32,9 +33,14 @@ impl Enrollment for EnrollmentService {
         &self,
         req: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
-        let (n, now) = call(&self.state, peer(&req), "Challenge", DEVICE, |st, c| {
-            Ok((enrollment::challenge(st, c)?, st.now().unix_timestamp()))
-        })
+        let (n, now) = admitted_call(
+            &self.state,
+            Stage::Start,
+            peer(&req),
+            "Challenge",
+            DEVICE,
+            |st, c| Ok((enrollment::challenge(st, c)?, st.now().unix_timestamp())),
+        )
         .await?;
         Ok(Response::new(pb::ChallengeResponse {
             nonce: n.nonce,
@@ -49,9 +55,14 @@ impl Enrollment for EnrollmentService {
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let e = call(&self.state, peer, "Enroll", DEVICE, move |st, c| {
-            enrollment::enroll(st, c, &c.cert_der, &r.csr_der, &r.evidence, false)
-        })
+        let e = admitted_call(
+            &self.state,
+            Stage::Finish,
+            peer,
+            "Enroll",
+            DEVICE,
+            move |st, c| enrollment::enroll(st, c, &c.cert_der, &r.csr_der, &r.evidence, false),
+        )
         .await?;
         self.state
             .metrics
@@ -65,9 +76,14 @@ impl Enrollment for EnrollmentService {
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let e = call(&self.state, peer, "Renew", DEVICE, move |st, c| {
-            enrollment::enroll(st, c, &c.cert_der, &r.csr_der, &r.evidence, true)
-        })
+        let e = admitted_call(
+            &self.state,
+            Stage::Finish,
+            peer,
+            "Renew",
+            DEVICE,
+            move |st, c| enrollment::enroll(st, c, &c.cert_der, &r.csr_der, &r.evidence, true),
+        )
         .await?;
         self.state
             .metrics
@@ -81,9 +97,14 @@ impl Enrollment for EnrollmentService {
     ) -> Result<Response<pb::AttestResponse>, Status> {
         let peer = peer(&req);
         let r = req.into_inner();
-        let token = call(&self.state, peer, "Attest", DEVICE, move |st, c| {
-            enrollment::attest(st, c, &c.cert_der, &r.evidence)
-        })
+        let token = admitted_call(
+            &self.state,
+            Stage::Finish,
+            peer,
+            "Attest",
+            DEVICE,
+            move |st, c| enrollment::attest(st, c, &c.cert_der, &r.evidence),
+        )
         .await?;
         Ok(Response::new(pb::AttestResponse {
             attestation_result: token,

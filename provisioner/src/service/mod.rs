@@ -7,6 +7,7 @@ use std::time::Instant;
 use rustls::pki_types::CertificateDer;
 use tonic::{Request, Status};
 
+use crate::admission::Stage;
 use crate::auth::{self, Caller, RoleKind};
 use crate::error::{Error, Result, blocking};
 use crate::state::AppState;
@@ -56,15 +57,43 @@ pub async fn call<T: Send + 'static>(
     state
         .metrics
         .observe_ms("hallmark_rpc_seconds", &[("rpc", rpc)], ms);
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            state.metrics.inc(
-                "hallmark_rpc_refusals_total",
-                &[("rpc", rpc), ("reason", e.reason())],
-            );
-            tracing::info!(rpc, reason = e.reason(), error = %e, "request refused");
-            Err(e.into())
-        }
+    result.map_err(|e| refused(state, rpc, e))
+}
+
+/// [`call`] for an enrollment call: admitted first by the storm gate
+/// ([`crate::admission`]), before any work is done for it.
+pub async fn admitted_call<T: Send + 'static>(
+    state: &Arc<AppState>,
+    stage: Stage,
+    peer: PeerCerts,
+    rpc: &'static str,
+    allowed: &'static [RoleKind],
+    f: impl FnOnce(&AppState, &Caller) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, Status> {
+    let _permit = state.admission.enter(stage).map_err(|wait| {
+        refused(
+            state,
+            rpc,
+            Error::RateLimited {
+                what: "the server is busy enrolling other devices".into(),
+                retry_after_ms: wait,
+            },
+        )
+    })?;
+    call(state, peer, rpc, allowed, f).await
+}
+
+/// Counts and logs a refusal, and turns it into the status the caller sees.
+/// Backpressure is logged at debug: a storm would otherwise flood the log.
+fn refused(state: &AppState, rpc: &'static str, e: Error) -> Status {
+    state.metrics.inc(
+        "hallmark_rpc_refusals_total",
+        &[("rpc", rpc), ("reason", e.reason())],
+    );
+    if matches!(e, Error::RateLimited { .. }) {
+        tracing::debug!(rpc, reason = e.reason(), error = %e, "request refused");
+    } else {
+        tracing::info!(rpc, reason = e.reason(), error = %e, "request refused");
     }
+    e.into()
 }
