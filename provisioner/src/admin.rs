@@ -179,6 +179,7 @@ pub fn add_station(
     Ok((issued.der, state.ca.chain_for(issued.issuer)))
 }
 
+/// The device, or NotFound.
 pub fn get_device(state: &AppState, device_id: &str) -> Result<DeviceRecord> {
     Ok(state
         .store

@@ -40,13 +40,7 @@ fn caller_device(caller: &Caller, allowed: &[Profile], rpc: &str) -> Result<(Str
 }
 
 fn live_device(state: &AppState, device_id: &str) -> Result<DeviceRecord> {
-    let d = state
-        .store
-        .device(device_id)?
-        .ok_or_else(|| CaError::NotFound {
-            what: "device",
-            id: device_id.to_string(),
-        })?;
+    let d = crate::admin::get_device(state, device_id)?;
     match d.state {
         DeviceState::Quarantined => Err(Error::FailedPrecondition(format!(
             "device is quarantined ({}); an operator must release it",

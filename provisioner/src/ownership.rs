@@ -86,13 +86,7 @@ pub fn claim(
             retry_after_ms: ((hour + 1) * 3_600_000 - now_ms).max(1) as u64,
         });
     }
-    let mut d = state
-        .store
-        .device(device_id)?
-        .ok_or_else(|| CaError::NotFound {
-            what: "device",
-            id: device_id.to_string(),
-        })?;
+    let mut d = crate::admin::get_device(state, device_id)?;
     if matches!(d.state, DeviceState::Revoked | DeviceState::Decommissioned)
         || d.setup_code_mac.is_empty()
     {

@@ -193,15 +193,7 @@ impl ServerProcess {
     pub fn start(ca: &Path, log: &Path) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let mut child = hallmark("hallmark-provisioner")
-            .args([
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--dir",
-            ])
-            .arg(ca)
+            .args(hallmark_provisioner::server::loopback_serve_args(ca))
             .env("RUST_LOG", "debug")
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())

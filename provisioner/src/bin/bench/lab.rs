@@ -109,15 +109,7 @@ impl Lab {
             }
         }
         let mut server = Command::new(sibling("hallmark-provisioner")?)
-            .args([
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--dir",
-            ])
-            .arg(&ca)
+            .args(hallmark_provisioner::server::loopback_serve_args(&ca))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("server.log"))?)

@@ -14,24 +14,18 @@
 //! - `store`: 1,000,000 device records: lookup latency, disk size, open time;
 //! - `crypto`: ECDSA P-256 sign/verify rates of the crypto provider (the bound).
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use hallmark_ca::authority::Authority;
-use hallmark_ca::keys::{self, KeyAlgorithm};
-use hallmark_ca::profile::{self, CaKind, Template};
-use hallmark_ca::records::{RevocationReason, RevocationRecord};
-use hallmark_ca::serial::Serial;
-use hallmark_ca::signer::SoftwareSigner;
 
+/// Hallmark's benchmarks: the real server, side by side with its peers.
 #[derive(Parser)]
-#[command(name = "hallmark-bench", version, about)]
+#[command(name = "hallmark-bench", version)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
 }
 
+mod crl;
 mod crypto;
 mod http_load;
 mod lab;
@@ -109,14 +103,36 @@ enum Scenario {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.scenario {
-        Scenario::Crl { .. } | Scenario::Store { .. } | Scenario::Crypto { .. } => run(cli),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run_async(cli))),
+    let result = match Cli::parse().scenario {
+        Scenario::Provision {
+            stations,
+            devices,
+            cfssl,
+        } => on_runtime(2, provision::run(stations, devices, cfssl)),
+        // Thousands of simulated devices share this process; the device
+        // library does its (small, blocking) file work inline, as a device
+        // would, so give the runtime threads to spare while one waits on disk.
+        Scenario::EnrollStorm { devices } => on_runtime(32, storm::run(devices)),
+        Scenario::Ocsp {
+            requests,
+            concurrency,
+            peer,
+        } => peer
+            .iter()
+            .map(|p| ocsp::parse_peer(p))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .and_then(|peers| on_runtime(2, ocsp::run(requests, concurrency, peers))),
+        Scenario::Verify {
+            requests,
+            concurrency,
+        } => on_runtime(2, verify::run(requests, concurrency)),
+        Scenario::Store {
+            devices,
+            batch,
+            lookups,
+        } => store::run(devices, batch, lookups),
+        Scenario::Crypto { seconds } => crypto::run(seconds),
+        Scenario::Crl { entries, out } => crl::run(&entries, out.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,102 +143,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_async(cli: Cli) -> anyhow::Result<()> {
-    match cli.scenario {
-        Scenario::Provision {
-            stations,
-            devices,
-            cfssl,
-        } => provision::run(stations, devices, cfssl).await,
-        Scenario::EnrollStorm { devices } => storm::run(devices).await,
-        Scenario::Ocsp {
-            requests,
-            concurrency,
-            peer,
-        } => {
-            let peers = peer
-                .iter()
-                .map(|p| ocsp::parse_peer(p))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            ocsp::run(requests, concurrency, peers).await
-        }
-        Scenario::Verify {
-            requests,
-            concurrency,
-        } => verify::run(requests, concurrency).await,
-        _ => run(cli),
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.scenario {
-        Scenario::Store {
-            devices,
-            batch,
-            lookups,
-        } => store::run(devices, batch, lookups)?,
-        Scenario::Crypto { seconds } => crypto::run(seconds)?,
-        Scenario::Provision { .. }
-        | Scenario::EnrollStorm { .. }
-        | Scenario::Ocsp { .. }
-        | Scenario::Verify { .. } => anyhow::bail!("this scenario runs on the async runtime"),
-        Scenario::Crl { entries, out } => {
-            let now = time::OffsetDateTime::now_utc();
-            let key = keys::generate(KeyAlgorithm::P256)?;
-            let cert = profile::build(
-                &Template::Root {
-                    org: "Bench".into(),
-                },
-                &Serial::random()?,
-                now,
-                None,
-            )?
-            .self_signed(&key)?
-            .der()
-            .to_vec();
-            let auth = Authority::new(
-                CaKind::Root,
-                cert,
-                Arc::new(SoftwareSigner::new(KeyAlgorithm::P256, key)),
-            )?;
-            println!(
-                "{:>10} {:>12} {:>12} {:>14}",
-                "entries", "build (ms)", "size (KiB)", "bytes/entry"
-            );
-            let max = entries.iter().copied().max().unwrap_or(0);
-            for n in entries {
-                let revoked: Vec<RevocationRecord> = (0..n)
-                    .map(|i| {
-                        Ok(RevocationRecord {
-                            serial: Serial::random()?,
-                            issuer: CaKind::Root,
-                            reason: if i % 2 == 0 {
-                                RevocationReason::KeyCompromise
-                            } else {
-                                RevocationReason::Superseded
-                            },
-                            revoked_at: now.unix_timestamp() - (i as i64 % 86_400),
-                            revoked_by: "bench".into(),
-                            cert_not_after: now.unix_timestamp() + 86_400,
-                        })
-                    })
-                    .collect::<hallmark_ca::Result<_>>()?;
-                let t = Instant::now();
-                let der =
-                    hallmark_ca::crl::build(&auth, &revoked, now, time::Duration::hours(24), 1)?;
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                println!(
-                    "{n:>10} {ms:>12.1} {:>12.1} {:>14.1}",
-                    der.len() as f64 / 1024.0,
-                    der.len() as f64 / n.max(1) as f64
-                );
-                if n == max
-                    && let Some(p) = &out
-                {
-                    std::fs::write(p, &der)?;
-                }
-            }
-        }
-    }
-    Ok(())
+/// Runs a scenario that drives the server on a runtime with `workers` threads.
+fn on_runtime(
+    workers: usize,
+    scenario: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(scenario)
 }
