@@ -110,6 +110,14 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
+    /// A sleep on a simulated clock: it only moves the clock on.
+    fn advance(clock: &Cell<Duration>) -> impl Fn(Duration) -> std::future::Ready<()> + '_ {
+        move |d| {
+            clock.set(clock.get() + d);
+            std::future::ready(())
+        }
+    }
+
     /// A few hundred devices lose the server at t=0; it comes back at t=60s.
     /// Each runs the real retry loop against a stand-in for the server (the
     /// server itself is not what is under test: the devices' timing is), on
@@ -128,11 +136,7 @@ mod tests {
                 base_ms: 1_000,
                 cap_ms: 60_000,
             };
-            let sleep = |d: Duration| {
-                clock.set(clock.get() + d);
-                std::future::ready(())
-            };
-            let at = retry_with(backoff, sleep, || {
+            let at = retry_with(backoff, advance(&clock), || {
                 let t = clock.get();
                 attempts.set(attempts.get() + usize::from(t < back_at));
                 std::future::ready(if t < back_at {
@@ -179,11 +183,7 @@ mod tests {
             base_ms: 100,
             cap_ms: 200,
         };
-        let sleep = |d: Duration| {
-            waited.set(waited.get() + d);
-            std::future::ready(())
-        };
-        retry_with(backoff, sleep, || {
+        retry_with(backoff, advance(&waited), || {
             calls.set(calls.get() + 1);
             std::future::ready(if calls.get() == 1 {
                 Err(Error::Rpc {
