@@ -20,8 +20,8 @@ pub enum Error {
     StoreLocked(String),
     #[error("store error: {0}")]
     Store(#[from] sled::Error),
-    #[error("store transaction failed: {0}")]
-    Transaction(String),
+    #[error("the store failed and accepts no change until it is reopened: {0}")]
+    StoreFailed(String),
     #[error("corrupt record in {tree}: {detail}")]
     CorruptRecord { tree: &'static str, detail: String },
     #[error("the store is open without the audit key and cannot write")]

@@ -253,13 +253,17 @@ async fn accept_loop(
         let conns = conns.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+            // A failed handshake is counted before its connection closes, so
+            // the metric is never behind what the client sees.
+            let accept = acceptor.accept(tcp).into_fallible();
+            tokio::pin!(accept);
+            let handshake = tokio::time::timeout(timeout, &mut accept).await;
             drop(permit);
             match handshake {
                 Ok(Ok(tls)) => {
                     let _ = conns.send(Ok(tls)).await;
                 }
-                Ok(Err(e)) => {
+                Ok(Err((e, _tcp))) => {
                     state
                         .metrics
                         .inc("hallmark_tls_handshake_failures_total", &[]);

@@ -1,17 +1,28 @@
 //! The write-ahead journal in front of sled. Every change the store makes is
-//! first applied to sled in memory, then appended here as the physical
-//! operations it performed (tree, key, new value or removal) under a
-//! sequence number; a change is acknowledged once the journal is
-//! fdatasync'ed — one small sequential write shared by concurrent commits,
-//! instead of a flush of sled's page cache per commit. sled is flushed to
-//! disk at checkpoints (and at open), after which the journal starts over.
+//! appended here first, as the physical operations it performs (tree, key,
+//! new value or removal) under a sequence number, and reaches sled only once
+//! the journal is fdatasync'ed — one sequential write shared by a batch of
+//! commits, instead of a flush of sled's page cache per commit. sled is
+//! flushed to disk at checkpoints (and at open), after which the journal
+//! starts over.
 //!
-//! Frames: `len u32 LE | crc32 u32 LE | payload`; payload: `seq u64 LE`, then
-//! per operation `tree u8 | key len u32 | key | 0 (remove) or 1 + value len
-//! u32 + value`. A torn or corrupt tail (a crash mid-append) ends the
-//! journal: what follows it was never acknowledged.
+//! The file is zero-filled ahead of the writes (in [`GROW_BYTES`] steps) and
+//! written in place, so a commit's fdatasync flushes data pages only: the
+//! file's size and blocks do not change, and the filesystem need not commit
+//! its own journal — which on ext4 would also flush every other file's
+//! freshly written data (sled's) first.
+//!
+//! Layout: a header `"HMJ2" | generation u64 LE | crc32 u32 LE` (crc of the
+//! 12 bytes before it), then frames `len u32 LE | crc32 u32 LE | payload`;
+//! payload: `generation u64 LE | seq u64 LE`, then per operation `tree u8 |
+//! key len u32 | key | 0 (remove) or 1 + value len u32 + value`. Starting
+//! over writes a header with the next generation, so the frames of earlier
+//! generations still in the file end the journal where they begin, like a
+//! torn or corrupt frame (a crash mid-append) or the zero fill does: nothing
+//! after that point was acknowledged.
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -32,34 +43,40 @@ pub struct Entry {
     pub ops: Vec<Op>,
 }
 
+const MAGIC: &[u8; 4] = b"HMJ2";
+const HEADER_BYTES: u64 = 16;
 /// Largest frame accepted when reading (a change is a few KiB).
 const MAX_FRAME: usize = 64 * 1024 * 1024;
+/// The zero fill ahead of the writes grows by this much at a time.
+pub const GROW_BYTES: u64 = 4 * 1024 * 1024;
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
 
-/// Encodes an entry as one frame.
-pub fn encode(e: &Entry) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(64);
-    payload.extend_from_slice(&e.seq.to_le_bytes());
+/// Appends `e` as one frame of `generation` to `out`.
+pub fn encode_into(out: &mut Vec<u8>, generation: u64, e: &Entry) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&generation.to_le_bytes());
+    out.extend_from_slice(&e.seq.to_le_bytes());
     for op in &e.ops {
-        payload.push(op.tree);
-        put_bytes(&mut payload, &op.key);
+        out.push(op.tree);
+        put_bytes(out, &op.key);
         match &op.value {
-            None => payload.push(0),
+            None => out.push(0),
             Some(v) => {
-                payload.push(1);
-                put_bytes(&mut payload, v);
+                out.push(1);
+                put_bytes(out, v);
             }
         }
     }
-    let mut frame = Vec::with_capacity(payload.len() + 8);
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
-    frame
+    let payload = start + 8;
+    let len = (out.len() - payload) as u32;
+    let crc = crc32fast::hash(&out[payload..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..payload].copy_from_slice(&crc.to_le_bytes());
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -76,15 +93,23 @@ impl Reader<'_> {
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let n = self.u32()? as usize;
         Some(self.take(n)?.to_vec())
     }
 }
 
-fn decode_payload(p: &[u8]) -> Option<Entry> {
+/// Decodes a payload of `generation`; None if it is of another generation
+/// or malformed.
+fn decode_payload(p: &[u8], generation: u64) -> Option<Entry> {
     let mut r = Reader(p);
-    let seq = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+    if r.u64()? != generation {
+        return None;
+    }
+    let seq = r.u64()?;
     let mut ops = vec![];
     while !r.0.is_empty() {
         let tree = *r.take(1)?.first()?;
@@ -99,95 +124,172 @@ fn decode_payload(p: &[u8]) -> Option<Entry> {
     Some(Entry { seq, ops })
 }
 
-/// Decodes frames until the end or the first torn or corrupt one. Returns
-/// the entries and the length of the good prefix.
-pub fn decode_all(bytes: &[u8]) -> (Vec<Entry>, usize) {
-    let mut entries = vec![];
-    let mut at = 0;
-    while bytes.len() - at >= 8 {
-        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+/// Decodes the frames of `generation` at the start of `bytes` until the
+/// first torn, corrupt, foreign or out-of-sequence one. Returns the entries
+/// and the length of the good prefix.
+pub fn decode_all(bytes: &[u8], generation: u64) -> (Vec<Entry>, usize) {
+    let mut entries: Vec<Entry> = vec![];
+    let mut r = Reader(bytes);
+    let mut good = 0;
+    while let (Some(len), Some(crc)) = (r.u32(), r.u32()) {
         let len = len as usize;
-        if len > MAX_FRAME || bytes.len() - at - 8 < len {
+        if len == 0 || len > MAX_FRAME {
             break;
         }
-        let payload = &bytes[at + 8..at + 8 + len];
+        let Some(payload) = r.take(len) else {
+            break;
+        };
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Some(e) = decode_payload(payload) else {
+        let Some(e) = decode_payload(payload, generation) else {
             break;
         };
+        if entries.last().is_some_and(|last| e.seq != last.seq + 1) {
+            break;
+        }
         entries.push(e);
-        at += 8 + len;
+        good += 8 + len;
     }
-    (entries, at)
+    (entries, good)
+}
+
+fn header(generation: u64) -> [u8; HEADER_BYTES as usize] {
+    let mut h = [0u8; HEADER_BYTES as usize];
+    h[..4].copy_from_slice(MAGIC);
+    h[4..12].copy_from_slice(&generation.to_le_bytes());
+    let crc = crc32fast::hash(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn parse_header(bytes: &[u8]) -> Option<u64> {
+    let h = bytes.get(..HEADER_BYTES as usize)?;
+    let crc = u32::from_le_bytes(h[12..].try_into().ok()?);
+    if &h[..4] != MAGIC || crc32fast::hash(&h[..12]) != crc {
+        return None;
+    }
+    Some(u64::from_le_bytes(h[4..12].try_into().ok()?))
 }
 
 /// The journal file.
 pub struct Journal {
     file: File,
     path: PathBuf,
-    bytes: u64,
+    generation: u64,
+    /// Where the next frame goes.
+    end: u64,
+    /// Bytes of the file already zero-filled or written.
+    allocated: u64,
+    /// Opened with frames that the caller must checkpoint before appending.
+    must_reset: bool,
 }
 
 impl Journal {
-    /// Opens the journal at `path` and returns it with its entries; a torn
-    /// tail is cut off.
+    /// Opens the journal at `path` (creating it) and returns it with the
+    /// entries of its current generation. Once the caller has made those
+    /// durable elsewhere it calls [`Journal::reset`]; appending before that
+    /// is refused, since new frames could otherwise end next to old ones of
+    /// the same generation.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Entry>)> {
         let io = |e| Error::io(path, e);
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(path)
             .map_err(io)?;
         let mut bytes = vec![];
         file.read_to_end(&mut bytes).map_err(io)?;
-        let (entries, good) = decode_all(&bytes);
-        if good < bytes.len() {
-            file.set_len(good as u64).map_err(io)?;
-            file.sync_data().map_err(io)?;
-        }
-        Ok((
-            Journal {
-                file,
-                path: path.to_path_buf(),
-                bytes: good as u64,
-            },
-            entries,
-        ))
+        // Shorter than a header: created, and nothing journaled yet.
+        let (generation, entries) = if bytes.len() < HEADER_BYTES as usize {
+            file.write_all_at(&header(1), 0).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            (1, vec![])
+        } else {
+            let generation = parse_header(&bytes).ok_or_else(|| Error::CorruptRecord {
+                tree: "journal",
+                detail: format!("{} has no valid journal header", path.display()),
+            })?;
+            let (entries, _) = decode_all(&bytes[HEADER_BYTES as usize..], generation);
+            (generation, entries)
+        };
+        let journal = Journal {
+            allocated: (bytes.len() as u64).max(HEADER_BYTES),
+            file,
+            path: path.to_path_buf(),
+            generation,
+            end: HEADER_BYTES,
+            must_reset: true,
+        };
+        Ok((journal, entries))
     }
 
-    /// Appends one entry (not yet durable: see [`Journal::sync`]).
-    pub fn append(&mut self, e: &Entry) -> Result<()> {
-        let frame = encode(e);
+    /// Appends entries in one write (not yet durable: see [`Journal::sync`]).
+    pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        if self.must_reset {
+            return Err(Error::StoreFailed(
+                "the journal was opened and not reset before appending".into(),
+            ));
+        }
+        let mut frames = Vec::with_capacity(entries.len() * 4096);
+        for e in entries {
+            encode_into(&mut frames, self.generation, e);
+        }
+        let end = self.end + frames.len() as u64;
+        if end > self.allocated {
+            self.zero_fill(end.div_ceil(GROW_BYTES) * GROW_BYTES)?;
+        }
         self.file
-            .write_all(&frame)
-            .map_err(|err| Error::io(&self.path, err))?;
-        self.bytes += frame.len() as u64;
+            .write_all_at(&frames, self.end)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.end = end;
         Ok(())
     }
 
-    /// A handle that can fdatasync the journal while others append.
-    pub fn syncer(&self) -> Result<File> {
-        self.file.try_clone().map_err(|e| Error::io(&self.path, e))
+    /// Zero-fills the file up to `size` bytes; the next sync makes the new
+    /// size durable (the only syncs that carry file metadata).
+    fn zero_fill(&mut self, size: u64) -> Result<()> {
+        const CHUNK: usize = 1024 * 1024;
+        let zeros = vec![0u8; CHUNK];
+        while self.allocated < size {
+            let n = (size - self.allocated).min(CHUNK as u64) as usize;
+            self.file
+                .write_all_at(&zeros[..n], self.allocated)
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.allocated += n as u64;
+        }
+        Ok(())
     }
 
+    /// Makes everything appended so far durable (fdatasync).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Bytes of frames in the current generation.
     pub fn len(&self) -> u64 {
-        self.bytes
+        self.end - HEADER_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0
+        self.len() == 0
     }
 
-    /// Empties the journal (after a checkpoint made its entries durable in sled).
+    /// Starts over with the next generation (after a checkpoint made the
+    /// entries durable in sled). Durable before it returns.
     pub fn reset(&mut self) -> Result<()> {
+        let next = self.generation + 1;
+        if self.allocated < GROW_BYTES {
+            self.zero_fill(GROW_BYTES)?;
+        }
         let io = |e| Error::io(&self.path, e);
-        self.file.set_len(0).map_err(io)?;
+        self.file.write_all_at(&header(next), 0).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        self.bytes = 0;
+        self.generation = next;
+        self.end = HEADER_BYTES;
+        self.must_reset = false;
         Ok(())
     }
 }
@@ -214,45 +316,101 @@ mod tests {
         }
     }
 
+    fn frames(generation: u64, seqs: impl IntoIterator<Item = u64>) -> Vec<Vec<u8>> {
+        seqs.into_iter()
+            .map(|s| {
+                let mut f = vec![];
+                encode_into(&mut f, generation, &entry(s));
+                f
+            })
+            .collect()
+    }
+
+    fn reopen(p: &Path) -> (Journal, Vec<Entry>) {
+        Journal::open(p).unwrap()
+    }
+
     #[test]
     fn entries_round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("journal");
         {
-            let (mut j, old) = Journal::open(&p).unwrap();
+            let (mut j, old) = reopen(&p);
             assert!(old.is_empty());
-            for s in 1..=3 {
-                j.append(&entry(s)).unwrap();
-            }
-            j.syncer().unwrap().sync_data().unwrap();
+            j.reset().unwrap();
+            j.append(&[entry(1)]).unwrap();
+            j.append(&[entry(2), entry(3)]).unwrap();
+            j.sync().unwrap();
         }
-        let (_, got) = Journal::open(&p).unwrap();
+        let (_, got) = reopen(&p);
         assert_eq!(got, vec![entry(1), entry(2), entry(3)]);
     }
 
     #[test]
-    fn a_torn_or_corrupt_tail_ends_the_journal_and_is_cut_off() {
-        let frames: Vec<Vec<u8>> = (1..=3).map(|s| encode(&entry(s))).collect();
-        let all = frames.concat();
+    fn a_torn_corrupt_foreign_or_out_of_sequence_frame_ends_the_journal() {
+        let all = frames(7, 1..=3);
+        let (first, second) = (all[0].len(), all[1].len());
+        let bytes = all.concat();
         // Torn: the last frame is cut anywhere inside.
-        for cut in 1..frames[2].len() {
-            let (got, good) = decode_all(&all[..all.len() - cut]);
+        for cut in 1..all[2].len() {
+            let (got, good) = decode_all(&bytes[..bytes.len() - cut], 7);
             assert_eq!(got, vec![entry(1), entry(2)], "cut {cut}");
-            assert_eq!(good, frames[0].len() + frames[1].len());
+            assert_eq!(good, first + second);
         }
         // Corrupt: a flipped bit in the second frame's payload.
-        let mut bad = all.clone();
-        bad[frames[0].len() + 12] ^= 0x10;
-        assert_eq!(decode_all(&bad).0, vec![entry(1)]);
-        // The file is cut back to its good prefix on open.
+        let mut bad = bytes.clone();
+        bad[first + 20] ^= 0x10;
+        assert_eq!(decode_all(&bad, 7).0, vec![entry(1)]);
+        // An earlier generation's frames, and the zero fill, end it too.
+        let stale = [frames(7, [1]), frames(6, [2])].concat().concat();
+        assert_eq!(decode_all(&stale, 7).0, vec![entry(1)]);
+        let zeros = [frames(7, [1]).concat(), vec![0; 64]].concat();
+        assert_eq!(decode_all(&zeros, 7).0, vec![entry(1)]);
+        // A gap in the sequence.
+        let gap = frames(7, [1, 3]).concat();
+        assert_eq!(decode_all(&gap, 7).0, vec![entry(1)]);
+    }
+
+    #[test]
+    fn starting_over_hides_the_previous_generation_and_the_file_does_not_shrink() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("journal");
-        std::fs::write(&p, &all[..all.len() - 3]).unwrap();
-        let (mut j, got) = Journal::open(&p).unwrap();
-        assert_eq!(got.len(), 2);
-        j.append(&entry(9)).unwrap();
+        let (mut j, _) = reopen(&p);
+        j.reset().unwrap();
+        j.append(&[entry(1), entry(2)]).unwrap();
+        j.sync().unwrap();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(size >= GROW_BYTES, "zero-filled ahead: {size}");
+        j.reset().unwrap();
+        assert!(j.is_empty());
         drop(j);
-        let (_, got) = Journal::open(&p).unwrap();
-        assert_eq!(got, vec![entry(1), entry(2), entry(9)]);
+        let (mut j, got) = reopen(&p);
+        assert!(got.is_empty(), "old frames came back: {got:?}");
+        // A torn write after the reset: only the whole frames come back.
+        j.reset().unwrap();
+        j.append(&[entry(5)]).unwrap();
+        let torn = frames(j.generation, [6]).concat();
+        j.file.write_all_at(&torn[..torn.len() / 2], j.end).unwrap();
+        drop(j);
+        assert_eq!(reopen(&p).1, vec![entry(5)]);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), size);
+    }
+
+    #[test]
+    fn appending_before_the_reset_after_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = reopen(&dir.path().join("journal"));
+        assert!(matches!(j.append(&[entry(1)]), Err(Error::StoreFailed(_))));
+    }
+
+    #[test]
+    fn a_file_without_a_journal_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal");
+        std::fs::write(&p, b"not a journal at all").unwrap();
+        assert!(matches!(
+            Journal::open(&p),
+            Err(Error::CorruptRecord { .. })
+        ));
     }
 }

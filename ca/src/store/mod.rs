@@ -9,7 +9,7 @@ use crate::records::*;
 use crate::serial::Serial;
 
 pub mod conformance;
-pub mod group_sync;
+pub mod group_commit;
 pub mod journal;
 pub mod sled;
 

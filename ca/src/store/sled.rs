@@ -1,22 +1,27 @@
 //! The embedded default store on sled 0.34: one tree per table, a version
-//! byte in every record, every change in one sled transaction, made durable
-//! by the write-ahead journal (`journal.rs`) before it is acknowledged:
-//! concurrent commits share one fdatasync of the journal (group commit).
+//! byte in every record. Writers go through a group commit
+//! (`group_commit.rs`): the leader checks a whole batch of changes against
+//! sled and the batch's earlier changes, appends their physical operations
+//! to the write-ahead journal (`journal.rs`) and fdatasyncs it once, then
+//! applies the batch to sled in one transaction, and only then answers. So
+//! nothing is visible or acknowledged before it is durable, and one
+//! fdatasync covers every change that arrived while the previous batch ran.
 //! sled itself is flushed — and its data file fdatasync'ed, since sled's own
 //! flush uses sync_file_range, which does not survive power loss — at
 //! checkpoints and on open, after replaying the journal.
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 use zeroize::Zeroizing;
 
-use super::group_sync::GroupSync;
+use super::group_commit::GroupCommit;
 use super::journal::{Entry, Journal, Op};
 use super::{
     AuditLog, CatalogStore, CertStore, Commit, CounterStore, DeviceStore, NonceStore,
@@ -32,8 +37,6 @@ use crate::serial::Serial;
 const VERSION: u8 = 1;
 const HEAD_KEY: &[u8] = b"audit_head";
 
-/// Journal sequence number of the last change applied (in the meta tree).
-const SEQ_KEY: &[u8] = b"journal_seq";
 /// A checkpoint flushes sled and empties the journal past this size.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -68,6 +71,31 @@ const TREE_NAMES: [&str; 12] = [
     "nonces",
 ];
 
+/// One writer's change, queued for the group commit.
+enum Change {
+    /// Writes and their audit record, stamped `at`.
+    Commit {
+        writes: Vec<Prepared>,
+        event: AuditEvent,
+        at: i64,
+    },
+    PutNonce {
+        nonce: Vec<u8>,
+        record: Vec<u8>,
+    },
+    TakeNonce(Vec<u8>),
+}
+
+/// What a change gives back.
+enum Outcome {
+    Audit(AuditRecord),
+    Stored,
+    Taken(Option<Vec<u8>>),
+}
+
+/// The final value of every key a batch writes, per tree (None: removed).
+type Overlay = Vec<HashMap<Vec<u8>, Option<Vec<u8>>>>;
+
 /// A sled database holding every Hallmark table.
 pub struct SledStore {
     db: sled::Db,
@@ -76,13 +104,16 @@ pub struct SledStore {
     path: PathBuf,
     audit_key: Option<Zeroizing<Vec<u8>>>,
     clock: Arc<dyn Clock>,
-    group: GroupSync,
-    /// Changes run their transactions one at a time (every commit updates
-    /// the audit head, so concurrent ones would only conflict and retry) and
-    /// append to the journal in that order. The fdatasync that makes them
-    /// durable is shared (`group`, through `journal_sync`).
+    group: GroupCommit<Change, Result<Outcome>>,
+    /// The journal; locked by the group commit's leader only.
     writer: Mutex<Writer>,
-    journal_sync: File,
+    /// A journal write, flush or apply failed: the store refuses every read
+    /// and change until it is reopened (and its journal replayed), rather
+    /// than guess what reached the disk.
+    failed: AtomicBool,
+    /// Changes made durable, and journal flushes: the batching achieved.
+    durable: AtomicU64,
+    flushes: AtomicU64,
 }
 
 struct Writer {
@@ -90,36 +121,45 @@ struct Writer {
     next_seq: u64,
 }
 
-/// The trees of one transaction, recording every operation for the journal.
+/// One change being checked inside its batch: reads see the change's own
+/// writes, then the batch's earlier changes, then sled; writes are recorded
+/// as physical operations for the journal.
 struct Recorder<'a> {
-    trees: &'a [TransactionalTree],
-    ops: RefCell<Vec<Op>>,
+    trees: &'a [Tree],
+    batch: &'a Overlay,
+    ops: Vec<Op>,
 }
 
-type TxResult<V> = std::result::Result<V, ConflictableTransactionError<Error>>;
-
 impl Recorder<'_> {
-    fn get(&self, t: T, key: impl AsRef<[u8]>) -> TxResult<Option<sled::IVec>> {
-        Ok(self.trees[t as usize].get(key.as_ref())?)
+    fn get(&self, t: T, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let (tree, key) = (t as u8, key.as_ref());
+        if let Some(op) = self
+            .ops
+            .iter()
+            .rev()
+            .find(|op| op.tree == tree && op.key == key)
+        {
+            return Ok(op.value.clone());
+        }
+        if let Some(v) = self.batch[t as usize].get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec()))
     }
 
-    fn insert(&self, t: T, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> TxResult<()> {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        self.trees[t as usize].insert(key, value)?;
-        self.ops.borrow_mut().push(Op {
+    fn insert(&mut self, t: T, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op {
             tree: t as u8,
-            key: key.to_vec(),
-            value: Some(value.to_vec()),
+            key: key.into(),
+            value: Some(value.into()),
         });
-        Ok(())
     }
 
-    fn remove(&self, t: T, key: impl AsRef<[u8]>) -> TxResult<Option<sled::IVec>> {
-        let key = key.as_ref();
-        let old = self.trees[t as usize].remove(key)?;
-        self.ops.borrow_mut().push(Op {
+    fn remove(&mut self, t: T, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+        let old = self.get(t, &key)?;
+        self.ops.push(Op {
             tree: t as u8,
-            key: key.to_vec(),
+            key,
             value: None,
         });
         Ok(old)
@@ -160,11 +200,6 @@ fn firmware_key(model: &str, version: &str) -> Vec<u8> {
     [model.as_bytes(), b"\0", version.as_bytes()].concat()
 }
 
-/// Encodes inside a transaction.
-fn enc<V: Serialize>(v: &V) -> std::result::Result<Vec<u8>, ConflictableTransactionError<Error>> {
-    encode(v).map_err(ConflictableTransactionError::Abort)
-}
-
 fn tx_error(e: TransactionError<Error>) -> Error {
     match e {
         TransactionError::Abort(e) => e,
@@ -172,9 +207,22 @@ fn tx_error(e: TransactionError<Error>) -> Error {
     }
 }
 
-/// Aborts a transaction with a domain error.
-fn abort<V>(e: Error) -> std::result::Result<V, ConflictableTransactionError<Error>> {
-    Err(ConflictableTransactionError::Abort(e))
+fn empty_overlay() -> Overlay {
+    vec![HashMap::new(); TREE_NAMES.len()]
+}
+
+/// Folds a change's operations into the batch's final values.
+fn fold(batch: &mut Overlay, ops: &[Op]) -> Result<()> {
+    for op in ops {
+        let tree = batch
+            .get_mut(op.tree as usize)
+            .ok_or_else(|| Error::CorruptRecord {
+                tree: "journal",
+                detail: format!("unknown tree {}", op.tree),
+            })?;
+        tree.insert(op.key.clone(), op.value.clone());
+    }
+    Ok(())
 }
 
 impl SledStore {
@@ -206,7 +254,6 @@ impl SledStore {
         let data_path = path.join("db");
         let data_file = File::open(&data_path).map_err(|e| Error::io(&data_path, e))?;
         let (journal, entries) = Journal::open(&path.join("journal"))?;
-        let journal_sync = journal.syncer()?;
         let store = SledStore {
             db,
             trees,
@@ -214,56 +261,32 @@ impl SledStore {
             path: path.to_path_buf(),
             audit_key,
             clock,
-            group: GroupSync::default(),
+            group: GroupCommit::default(),
             writer: Mutex::new(Writer {
                 journal,
                 next_seq: 0,
             }),
-            journal_sync,
+            failed: AtomicBool::new(false),
+            durable: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
         };
         store.recover(entries)?;
         Ok(store)
     }
 
-    /// Replays journal entries sled lost in a crash (those past its own
-    /// sequence number), then checkpoints.
+    /// Replays every change journaled since the last checkpoint, then
+    /// checkpoints. Each operation writes a whole value or removes a key,
+    /// and only journaled changes ever reach sled, so replaying changes sled
+    /// already holds is harmless and the result is the journaled state.
     fn recover(&self, entries: Vec<Entry>) -> Result<()> {
-        let applied = self.applied_seq()?;
-        let refs: Vec<&Tree> = self.trees.iter().collect();
-        let mut last = applied;
-        for e in entries.into_iter().filter(|e| e.seq > applied) {
-            refs.as_slice()
-                .transaction(|trees| {
-                    for op in &e.ops {
-                        let tree = trees.get(op.tree as usize).ok_or_else(|| {
-                            ConflictableTransactionError::Abort(Error::CorruptRecord {
-                                tree: "journal",
-                                detail: format!("unknown tree {}", op.tree),
-                            })
-                        })?;
-                        match &op.value {
-                            Some(v) => tree.insert(op.key.as_slice(), v.as_slice())?,
-                            None => tree.remove(op.key.as_slice())?,
-                        };
-                    }
-                    trees[T::Meta as usize].insert(SEQ_KEY, &e.seq.to_be_bytes())?;
-                    Ok(())
-                })
-                .map_err(tx_error)?;
-            last = e.seq;
+        let mut batch = empty_overlay();
+        for e in &entries {
+            fold(&mut batch, &e.ops)?;
         }
+        self.apply_to_sled(&batch)?;
         let mut w = self.lock_writer();
-        w.next_seq = last + 1;
+        w.next_seq = entries.last().map_or(0, |e| e.seq + 1);
         self.checkpoint(&mut w)
-    }
-
-    fn applied_seq(&self) -> Result<u64> {
-        Ok(self
-            .tree(T::Meta)
-            .get(SEQ_KEY)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -279,37 +302,141 @@ impl SledStore {
         w.journal.reset()
     }
 
-    /// Runs `f` in one transaction over every tree, journals what it did and
-    /// returns once that is durable.
-    fn change<R>(&self, f: impl Fn(&Recorder) -> TxResult<R>) -> Result<R> {
-        let refs: Vec<&Tree> = self.trees.iter().collect();
-        let mut w = self.lock_writer();
-        let seq = w.next_seq;
-        let (result, ops) = refs
-            .as_slice()
-            .transaction(|trees| {
-                let rec = Recorder {
-                    trees,
-                    ops: RefCell::new(vec![]),
-                };
-                let r = f(&rec)?;
-                trees[T::Meta as usize].insert(SEQ_KEY, &seq.to_be_bytes())?;
-                Ok((r, rec.ops.into_inner()))
-            })
-            .map_err(tx_error)?;
-        w.journal.append(&Entry { seq, ops })?;
-        w.next_seq += 1;
-        if w.journal.len() > CHECKPOINT_BYTES {
-            self.checkpoint(&mut w)?;
+    /// Applies a batch's final values to sled in one transaction over the
+    /// trees it touches, so a reader sees each change whole or not at all.
+    fn apply_to_sled(&self, batch: &Overlay) -> Result<()> {
+        let touched: Vec<usize> = (0..batch.len()).filter(|&t| !batch[t].is_empty()).collect();
+        if touched.is_empty() {
+            return Ok(());
         }
-        let ticket = self.group.ticket();
-        drop(w);
-        self.group.wait(ticket, || {
-            self.journal_sync
-                .sync_data()
-                .map_err(|e| Error::io(self.path.join("journal"), e))
-        })?;
-        Ok(result)
+        let trees: Vec<&Tree> = touched.iter().map(|&t| &self.trees[t]).collect();
+        trees
+            .as_slice()
+            .transaction(|tx| {
+                for (tree, &t) in tx.iter().zip(&touched) {
+                    for (key, value) in &batch[t] {
+                        match value {
+                            Some(v) => tree.insert(key.as_slice(), v.as_slice())?,
+                            None => tree.remove(key.as_slice())?,
+                        };
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            })
+            .map_err(tx_error)
+    }
+
+    /// Queues `change` for the group commit and returns its outcome once it
+    /// is durable and visible.
+    fn change(&self, change: Change) -> Result<Outcome> {
+        self.group
+            .submit(change, |batch| self.run_batch(batch))
+            .map_err(|_| Error::StoreFailed("the commit leader failed".into()))?
+    }
+
+    fn refuse_if_failed(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::StoreFailed(
+                "a journal write or flush failed earlier".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Marks the store failed, so it refuses everything until reopened, and
+    /// turns the batch's outcomes into that refusal.
+    fn fail(&self, e: &Error, outcomes: Vec<Result<Outcome>>) -> Vec<Result<Outcome>> {
+        self.failed.store(true, Ordering::Release);
+        tracing::error!(error = %e, "store write failed; refusing changes until reopened");
+        let msg = e.to_string();
+        outcomes
+            .into_iter()
+            .map(|o| o.and(Err(Error::StoreFailed(msg.clone()))))
+            .collect()
+    }
+
+    /// Checks every change of a batch in arrival order, journals and
+    /// fdatasyncs those that pass in one write, applies them to sled, and
+    /// returns one outcome per change. A refused change writes nothing.
+    fn run_batch(&self, changes: Vec<Change>) -> Vec<Result<Outcome>> {
+        let mut w = self.lock_writer();
+        let start = self.refuse_if_failed().and_then(|()| {
+            if w.journal.len() > CHECKPOINT_BYTES {
+                self.checkpoint(&mut w)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = start {
+            return self.fail(&e, changes.iter().map(|_| Ok(Outcome::Stored)).collect());
+        }
+        let mut batch = empty_overlay();
+        let mut entries = vec![];
+        let mut outcomes = Vec::with_capacity(changes.len());
+        for change in changes {
+            let mut rec = Recorder {
+                trees: &self.trees,
+                batch: &batch,
+                ops: vec![],
+            };
+            let outcome = self.check(&mut rec, change);
+            let ops = rec.ops;
+            outcomes.push(match outcome {
+                Ok(o) if !ops.is_empty() => fold(&mut batch, &ops).map(|()| {
+                    entries.push(Entry {
+                        seq: w.next_seq,
+                        ops,
+                    });
+                    w.next_seq += 1;
+                    o
+                }),
+                other => other,
+            });
+        }
+        if entries.is_empty() {
+            return outcomes;
+        }
+        let durable = w
+            .journal
+            .append(&entries)
+            .and_then(|()| w.journal.sync())
+            .and_then(|()| self.apply_to_sled(&batch));
+        match durable {
+            Ok(()) => {
+                self.durable
+                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                outcomes
+            }
+            Err(e) => self.fail(&e, outcomes),
+        }
+    }
+
+    /// Checks one change against the store as the batch has left it, and
+    /// records its operations.
+    fn check(&self, rec: &mut Recorder, change: Change) -> Result<Outcome> {
+        match change {
+            Change::Commit { writes, event, at } => {
+                let key = self.audit_key.as_ref().ok_or(Error::ReadOnly)?;
+                for w in writes {
+                    apply(rec, w)?;
+                }
+                let head: Option<AuditHead> = rec
+                    .get(T::Meta, HEAD_KEY)?
+                    .map(|b| decode("meta", &b))
+                    .transpose()?;
+                let record = audit::next_record(head.as_ref(), at, event)?;
+                let sealed = audit::seal_head(key, &record);
+                rec.insert(T::Audit, record.seq.to_be_bytes(), encode(&record)?);
+                rec.insert(T::Meta, HEAD_KEY, encode(&sealed)?);
+                Ok(Outcome::Audit(record))
+            }
+            Change::PutNonce { nonce, record } => {
+                rec.insert(T::Nonces, nonce, record);
+                Ok(Outcome::Stored)
+            }
+            Change::TakeNonce(nonce) => Ok(Outcome::Taken(rec.remove(T::Nonces, nonce)?)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -320,9 +447,13 @@ impl SledStore {
         &self.trees[t as usize]
     }
 
+    fn raw(&self, t: T, key: &[u8]) -> Result<Option<sled::IVec>> {
+        self.refuse_if_failed()?;
+        Ok(self.tree(t).get(key)?)
+    }
+
     fn get<V: DeserializeOwned>(&self, t: T, key: &[u8]) -> Result<Option<V>> {
-        self.tree(t)
-            .get(key)?
+        self.raw(t, key)?
             .map(|v| decode(TREE_NAMES[t as usize], &v))
             .transpose()
     }
@@ -332,6 +463,7 @@ impl SledStore {
     }
 
     fn scan<V: DeserializeOwned>(&self, t: T, prefix: &[u8]) -> Result<Vec<V>> {
+        self.refuse_if_failed()?;
         self.tree(t)
             .scan_prefix(prefix)
             .map(|kv| {
@@ -348,80 +480,152 @@ impl SledStore {
     }
 }
 
-fn apply(tx: &Recorder, w: &Write) -> TxResult<()> {
+fn counter_value(v: Option<&[u8]>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// A write with its keys and value encoded by the writer's own thread, so
+/// the commit leader only checks and records it.
+enum Prepared {
+    /// Refused (AlreadyExists `what`/`id`) if `key` exists, else written.
+    Insert {
+        tree: T,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        what: &'static str,
+        id: String,
+    },
+    /// Refused (NotFound `what`/`id`) unless `key` exists, else written.
+    Update {
+        tree: T,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        what: &'static str,
+        id: String,
+    },
+    Put {
+        tree: T,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Remove {
+        tree: T,
+        key: Vec<u8>,
+    },
+    /// Adds one to the counter; refused (QuotaExceeded) past `limit`.
+    Charge {
+        key: String,
+        limit: u64,
+    },
+}
+
+/// Encodes one write into what the leader checks and records.
+fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
+    let put = |tree, key: &[u8], value| Prepared::Put {
+        tree,
+        key: key.to_vec(),
+        value,
+    };
     match w {
-        Write::InsertCert(c) => {
-            let key = c.serial.as_bytes();
-            if tx.get(T::Certs, key)?.is_some() {
-                return abort(Error::AlreadyExists {
-                    what: "certificate serial",
-                    id: c.serial.to_string(),
-                });
-            }
-            tx.insert(T::Certs, key, enc(c)?)?;
-        }
+        Write::InsertCert(c) => out.push(Prepared::Insert {
+            tree: T::Certs,
+            key: c.serial.as_bytes().to_vec(),
+            value: encode(c)?,
+            what: "certificate serial",
+            id: c.serial.to_string(),
+        }),
         Write::InsertDevice(d) => {
-            if tx.get(T::Devices, d.device_id.as_bytes())?.is_some() {
-                return abort(Error::AlreadyExists {
-                    what: "device ID",
-                    id: d.device_id.clone(),
-                });
+            out.push(Prepared::Insert {
+                tree: T::Devices,
+                key: d.device_id.as_bytes().to_vec(),
+                value: encode(d)?,
+                what: "device ID",
+                id: d.device_id.clone(),
+            });
+            out.push(Prepared::Insert {
+                tree: T::DeviceIndex,
+                key: index_key(&d.model, &d.hardware_serial),
+                value: d.device_id.as_bytes().to_vec(),
+                what: "hardware serial",
+                id: format!("{}/{}", d.model, d.hardware_serial),
+            });
+        }
+        Write::UpdateDevice(d) => out.push(Prepared::Update {
+            tree: T::Devices,
+            key: d.device_id.as_bytes().to_vec(),
+            value: encode(d)?,
+            what: "device",
+            id: d.device_id.clone(),
+        }),
+        Write::PutStation(st) => out.push(put(T::Stations, st.station_id.as_bytes(), encode(st)?)),
+        Write::PutRevocation(r) => out.push(put(T::Revocations, r.serial.as_bytes(), encode(r)?)),
+        Write::RemoveRevocation(serial) => out.push(Prepared::Remove {
+            tree: T::Revocations,
+            key: serial.as_bytes().to_vec(),
+        }),
+        Write::PutModel(m) => out.push(put(T::Models, m.name.as_bytes(), encode(m)?)),
+        Write::PutFirmware(f) => out.push(put(
+            T::Firmware,
+            &firmware_key(&f.model, &f.version),
+            encode(f)?,
+        )),
+        Write::InsertSetupCodeIndex(k) => out.push(Prepared::Insert {
+            tree: T::SetupCodes,
+            key: k.as_bytes().to_vec(),
+            value: vec![1],
+            what: "setup code",
+            id: "(redacted)".into(),
+        }),
+        Write::ChargeQuota { key, limit } => out.push(Prepared::Charge {
+            key: key.clone(),
+            limit: *limit,
+        }),
+    }
+    Ok(())
+}
+
+/// Checks one prepared write against the store as the batch has left it,
+/// and records it; refuses what the write's rule forbids.
+fn apply(rec: &mut Recorder, p: Prepared) -> Result<()> {
+    match p {
+        Prepared::Insert {
+            tree,
+            key,
+            value,
+            what,
+            id,
+        } => {
+            if rec.get(tree, &key)?.is_some() {
+                return Err(Error::AlreadyExists { what, id });
             }
-            let ik = index_key(&d.model, &d.hardware_serial);
-            if tx.get(T::DeviceIndex, &ik)?.is_some() {
-                return abort(Error::AlreadyExists {
-                    what: "hardware serial",
-                    id: format!("{}/{}", d.model, d.hardware_serial),
-                });
+            rec.insert(tree, key, value);
+        }
+        Prepared::Update {
+            tree,
+            key,
+            value,
+            what,
+            id,
+        } => {
+            if rec.get(tree, &key)?.is_none() {
+                return Err(Error::NotFound { what, id });
             }
-            tx.insert(T::DeviceIndex, ik, d.device_id.as_bytes())?;
-            tx.insert(T::Devices, d.device_id.as_bytes(), enc(d)?)?;
+            rec.insert(tree, key, value);
         }
-        Write::UpdateDevice(d) => {
-            if tx.get(T::Devices, d.device_id.as_bytes())?.is_none() {
-                return abort(Error::NotFound {
-                    what: "device",
-                    id: d.device_id.clone(),
-                });
-            }
-            tx.insert(T::Devices, d.device_id.as_bytes(), enc(d)?)?;
+        Prepared::Put { tree, key, value } => rec.insert(tree, key, value),
+        Prepared::Remove { tree, key } => {
+            rec.remove(tree, key)?;
         }
-        Write::PutStation(s) => {
-            tx.insert(T::Stations, s.station_id.as_bytes(), enc(s)?)?;
-        }
-        Write::PutRevocation(r) => {
-            tx.insert(T::Revocations, r.serial.as_bytes(), enc(r)?)?;
-        }
-        Write::RemoveRevocation(s) => {
-            tx.remove(T::Revocations, s.as_bytes())?;
-        }
-        Write::PutModel(m) => {
-            tx.insert(T::Models, m.name.as_bytes(), enc(m)?)?;
-        }
-        Write::PutFirmware(f) => {
-            tx.insert(T::Firmware, firmware_key(&f.model, &f.version), enc(f)?)?;
-        }
-        Write::InsertSetupCodeIndex(k) => {
-            if tx.get(T::SetupCodes, k.as_bytes())?.is_some() {
-                return abort(Error::AlreadyExists {
-                    what: "setup code",
-                    id: "(redacted)".into(),
-                });
-            }
-            tx.insert(T::SetupCodes, k.as_bytes(), [1u8])?;
-        }
-        Write::ChargeQuota { key, limit } => {
-            let used = tx
-                .get(T::Counters, key.as_bytes())?
-                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if used >= *limit {
-                return abort(Error::QuotaExceeded(format!(
+        Prepared::Charge { key, limit } => {
+            let used = counter_value(rec.get(T::Counters, key.as_bytes())?.as_deref());
+            if used >= limit {
+                return Err(Error::QuotaExceeded(format!(
                     "quota {key} of {limit} is used up"
                 )));
             }
-            tx.insert(T::Counters, key.as_bytes(), (used + 1).to_be_bytes())?;
+            rec.insert(T::Counters, key.as_bytes(), (used + 1).to_be_bytes());
         }
     }
     Ok(())
@@ -429,27 +633,30 @@ fn apply(tx: &Recorder, w: &Write) -> TxResult<()> {
 
 impl Commit for SledStore {
     fn commit(&self, writes: Vec<Write>, event: AuditEvent) -> Result<AuditRecord> {
-        let key = self.audit_key.as_ref().ok_or(Error::ReadOnly)?;
+        if self.audit_key.is_none() {
+            return Err(Error::ReadOnly);
+        }
         let at = self.clock.now().unix_timestamp();
-        self.change(|tx| {
-            for w in &writes {
-                apply(tx, w)?;
-            }
-            let head: Option<AuditHead> = match tx.get(T::Meta, HEAD_KEY)? {
-                Some(b) => Some(decode("meta", &b).map_err(ConflictableTransactionError::Abort)?),
-                None => None,
-            };
-            let rec = audit::next_record(head.as_ref(), at, event.clone())
-                .map_err(ConflictableTransactionError::Abort)?;
-            let sealed = audit::seal_head(key, &rec);
-            tx.insert(T::Audit, rec.seq.to_be_bytes(), enc(&rec)?)?;
-            tx.insert(T::Meta, HEAD_KEY, &enc(&sealed)?)?;
-            Ok(rec)
-        })
+        let mut prepared = Vec::with_capacity(writes.len() + 1);
+        for w in &writes {
+            prepare(w, &mut prepared)?;
+        }
+        let change = Change::Commit {
+            writes: prepared,
+            event,
+            at,
+        };
+        match self.change(change)? {
+            Outcome::Audit(record) => Ok(record),
+            _ => Err(Error::StoreFailed("commit without its audit record".into())),
+        }
     }
 
     fn durability_stats(&self) -> (u64, u64) {
-        self.group.stats()
+        (
+            self.durable.load(Ordering::Relaxed),
+            self.flushes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -480,7 +687,7 @@ impl DeviceStore for SledStore {
         self.get(T::Devices, device_id.as_bytes())
     }
     fn device_by_hardware_serial(&self, model: &str, serial: &str) -> Result<Option<DeviceRecord>> {
-        match self.tree(T::DeviceIndex).get(index_key(model, serial))? {
+        match self.raw(T::DeviceIndex, &index_key(model, serial))? {
             Some(id) => self.get(T::Devices, &id),
             None => Ok(None),
         }
@@ -513,26 +720,28 @@ impl CatalogStore for SledStore {
 
 impl NonceStore for SledStore {
     fn put_nonce(&self, nonce: &NonceRecord) -> Result<()> {
-        let value = encode(nonce)?;
-        self.change(|tx| tx.insert(T::Nonces, &nonce.nonce, &value))
+        let change = Change::PutNonce {
+            nonce: nonce.nonce.clone(),
+            record: encode(nonce)?,
+        };
+        self.change(change).map(|_| ())
     }
     fn take_nonce(&self, nonce: &[u8]) -> Result<Option<NonceRecord>> {
-        if self.tree(T::Nonces).get(nonce)?.is_none() {
+        if self.raw(T::Nonces, nonce)?.is_none() {
             return Ok(None);
         }
-        let taken = self.change(|tx| tx.remove(T::Nonces, nonce))?;
-        taken.map(|v| decode("nonces", &v)).transpose()
+        match self.change(Change::TakeNonce(nonce.to_vec()))? {
+            Outcome::Taken(taken) => taken.map(|v| decode("nonces", &v)).transpose(),
+            _ => Err(Error::StoreFailed("take without its outcome".into())),
+        }
     }
 }
 
 impl CounterStore for SledStore {
     fn counter(&self, key: &str) -> Result<u64> {
-        Ok(self
-            .tree(T::Counters)
-            .get(key.as_bytes())?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+        Ok(counter_value(
+            self.raw(T::Counters, key.as_bytes())?.as_deref(),
+        ))
     }
 }
 
