@@ -480,6 +480,22 @@ impl SledStore {
     }
 }
 
+/// A clean close checkpoints, so the next open has no journal to replay
+/// (after a crash it replays at most [`CHECKPOINT_BYTES`] of it).
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut w = self.lock_writer();
+        if !w.journal.is_empty()
+            && let Err(e) = self.checkpoint(&mut w)
+        {
+            tracing::warn!(error = %e, "checkpoint at close failed; the journal is replayed at next open");
+        }
+    }
+}
+
 fn counter_value(v: Option<&[u8]>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v).ok())
         .map(u64::from_be_bytes)
