@@ -505,19 +505,14 @@ fn counter_value(v: Option<&[u8]>) -> u64 {
 /// A write with its keys and value encoded by the writer's own thread, so
 /// the commit leader only checks and records it.
 enum Prepared {
-    /// Refused (AlreadyExists `what`/`id`) if `key` exists, else written.
-    Insert {
+    /// Written if `key` is absent and `exists` is false (an insert, else
+    /// AlreadyExists `what`/`id`), or present and `exists` is true (an
+    /// update, else NotFound `what`/`id`).
+    Checked {
         tree: T,
         key: Vec<u8>,
         value: Vec<u8>,
-        what: &'static str,
-        id: String,
-    },
-    /// Refused (NotFound `what`/`id`) unless `key` exists, else written.
-    Update {
-        tree: T,
-        key: Vec<u8>,
-        value: Vec<u8>,
+        exists: bool,
         what: &'static str,
         id: String,
     },
@@ -545,7 +540,8 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         value,
     };
     match w {
-        Write::InsertCert(c) => out.push(Prepared::Insert {
+        Write::InsertCert(c) => out.push(Prepared::Checked {
+            exists: false,
             tree: T::Certs,
             key: c.serial.as_bytes().to_vec(),
             value: encode(c)?,
@@ -553,14 +549,16 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
             id: c.serial.to_string(),
         }),
         Write::InsertDevice(d) => {
-            out.push(Prepared::Insert {
+            out.push(Prepared::Checked {
+                exists: false,
                 tree: T::Devices,
                 key: d.device_id.as_bytes().to_vec(),
                 value: encode(d)?,
                 what: "device ID",
                 id: d.device_id.clone(),
             });
-            out.push(Prepared::Insert {
+            out.push(Prepared::Checked {
+                exists: false,
                 tree: T::DeviceIndex,
                 key: index_key(&d.model, &d.hardware_serial),
                 value: d.device_id.as_bytes().to_vec(),
@@ -568,7 +566,8 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
                 id: format!("{}/{}", d.model, d.hardware_serial),
             });
         }
-        Write::UpdateDevice(d) => out.push(Prepared::Update {
+        Write::UpdateDevice(d) => out.push(Prepared::Checked {
+            exists: true,
             tree: T::Devices,
             key: d.device_id.as_bytes().to_vec(),
             value: encode(d)?,
@@ -587,7 +586,8 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
             &firmware_key(&f.model, &f.version),
             encode(f)?,
         )),
-        Write::InsertSetupCodeIndex(k) => out.push(Prepared::Insert {
+        Write::InsertSetupCodeIndex(k) => out.push(Prepared::Checked {
+            exists: false,
             tree: T::SetupCodes,
             key: k.as_bytes().to_vec(),
             value: vec![1],
@@ -606,30 +606,18 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
 /// and records it; refuses what the write's rule forbids.
 fn apply(rec: &mut Recorder, p: Prepared) -> Result<()> {
     match p {
-        Prepared::Insert {
+        Prepared::Checked {
             tree,
             key,
             value,
+            exists,
             what,
             id,
-        } => {
-            if rec.get(tree, &key)?.is_some() {
-                return Err(Error::AlreadyExists { what, id });
-            }
-            rec.insert(tree, key, value);
-        }
-        Prepared::Update {
-            tree,
-            key,
-            value,
-            what,
-            id,
-        } => {
-            if rec.get(tree, &key)?.is_none() {
-                return Err(Error::NotFound { what, id });
-            }
-            rec.insert(tree, key, value);
-        }
+        } => match (rec.get(tree, &key)?.is_some(), exists) {
+            (true, false) => return Err(Error::AlreadyExists { what, id }),
+            (false, true) => return Err(Error::NotFound { what, id }),
+            _ => rec.insert(tree, key, value),
+        },
         Prepared::Put { tree, key, value } => rec.insert(tree, key, value),
         Prepared::Remove { tree, key } => {
             rec.remove(tree, key)?;
