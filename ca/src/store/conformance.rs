@@ -34,7 +34,8 @@ pub fn station(id: &str) -> StationRecord {
     }
 }
 
-fn cert(serial: &Serial, subject: &str) -> CertRecord {
+/// A certificate record for tests.
+pub fn cert(serial: &Serial, subject: &str) -> CertRecord {
     CertRecord {
         serial: serial.clone(),
         profile: Profile::IDevId,

@@ -183,6 +183,9 @@ pub struct Journal {
     allocated: u64,
     /// Opened with frames that the caller must checkpoint before appending.
     must_reset: bool,
+    /// Test hook: the next append fails as a full or broken disk would.
+    #[cfg(test)]
+    pub(crate) fail_next_append: bool,
 }
 
 impl Journal {
@@ -222,12 +225,21 @@ impl Journal {
             generation,
             end: HEADER_BYTES,
             must_reset: true,
+            #[cfg(test)]
+            fail_next_append: false,
         };
         Ok((journal, entries))
     }
 
     /// Appends entries in one write (not yet durable: see [`Journal::sync`]).
     pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_append) {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other("injected write failure"),
+            ));
+        }
         if self.must_reset {
             return Err(Error::StoreFailed(
                 "the journal was opened and not reset before appending".into(),

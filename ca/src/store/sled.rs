@@ -9,7 +9,7 @@
 //! sled itself is flushed — and its data file fdatasync'ed, since sled's own
 //! flush uses sync_file_range, which does not survive power loss — at
 //! checkpoints and on open, after replaying the journal.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,6 +111,10 @@ pub struct SledStore {
     /// and change until it is reopened (and its journal replayed), rather
     /// than guess what reached the disk.
     failed: AtomicBool,
+    /// Batches applied to sled since open. A writer reads it before it looks
+    /// up the keys it inserts, so the leader need only check those keys
+    /// against the batches applied since (kept in [`Writer::recent`]).
+    batches_applied: AtomicU64,
     /// Changes made durable, and journal flushes: the batching achieved.
     durable: AtomicU64,
     flushes: AtomicU64,
@@ -119,7 +123,13 @@ pub struct SledStore {
 struct Writer {
     journal: Journal,
     next_seq: u64,
+    /// What the last few batches applied to sled wrote, newest last, by
+    /// batch number (see [`SledStore::batches_applied`]).
+    recent: VecDeque<(u64, Overlay)>,
 }
+
+/// Batches whose writes stay in [`Writer::recent`] after they are applied.
+const RECENT_BATCHES: usize = 8;
 
 /// One change being checked inside its batch: reads see the change's own
 /// writes, then the batch's earlier changes, then sled; writes are recorded
@@ -127,24 +137,50 @@ struct Writer {
 struct Recorder<'a> {
     trees: &'a [Tree],
     batch: &'a Overlay,
+    recent: &'a VecDeque<(u64, Overlay)>,
+    /// Batches applied to sled so far.
+    applied: u64,
     ops: Vec<Op>,
 }
 
 impl Recorder<'_> {
-    fn get(&self, t: T, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        let (tree, key) = (t as u8, key.as_ref());
+    /// The key's value as this change and the batch's earlier ones left it,
+    /// if they wrote it.
+    fn written(&self, t: T, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let tree = t as u8;
         if let Some(op) = self
             .ops
             .iter()
             .rev()
             .find(|op| op.tree == tree && op.key == key)
         {
-            return Ok(op.value.clone());
+            return Some(op.value.clone());
         }
-        if let Some(v) = self.batch[t as usize].get(key) {
-            return Ok(v.clone());
+        self.batch[t as usize].get(key).cloned()
+    }
+
+    fn get(&self, t: T, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
+        let key = key.as_ref();
+        match self.written(t, key) {
+            Some(v) => Ok(v),
+            None => Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec())),
         }
-        Ok(self.trees[t as usize].get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Whether the key exists. `absent_after`: its writer found it absent in
+    /// sled once that many batches were applied, so unless the batches
+    /// applied since have left [`Writer::recent`], only they are looked at.
+    fn exists(&self, t: T, key: &[u8], absent_after: Option<u64>) -> Result<bool> {
+        if let Some(v) = self.written(t, key) {
+            return Ok(v.is_some());
+        }
+        if let Some(seen) = absent_after {
+            let since = || self.recent.iter().filter(move |(n, _)| *n > seen);
+            if self.applied.checked_sub(seen) == Some(since().count() as u64) {
+                return Ok(since().any(|(_, o)| matches!(o[t as usize].get(key), Some(Some(_)))));
+            }
+        }
+        Ok(self.trees[t as usize].get(key)?.is_some())
     }
 
     fn insert(&mut self, t: T, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
@@ -265,7 +301,9 @@ impl SledStore {
             writer: Mutex::new(Writer {
                 journal,
                 next_seq: 0,
+                recent: VecDeque::new(),
             }),
+            batches_applied: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             durable: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
@@ -373,10 +411,13 @@ impl SledStore {
         let mut batch = empty_overlay();
         let mut entries = vec![];
         let mut outcomes = Vec::with_capacity(changes.len());
+        let applied = self.batches_applied.load(Ordering::Acquire);
         for change in changes {
             let mut rec = Recorder {
                 trees: &self.trees,
                 batch: &batch,
+                recent: &w.recent,
+                applied,
                 ops: vec![],
             };
             let outcome = self.check(&mut rec, change);
@@ -403,6 +444,11 @@ impl SledStore {
             .and_then(|()| self.apply_to_sled(&batch));
         match durable {
             Ok(()) => {
+                w.recent.push_back((applied + 1, batch));
+                if w.recent.len() > RECENT_BATCHES {
+                    w.recent.pop_front();
+                }
+                self.batches_applied.store(applied + 1, Ordering::Release);
                 self.durable
                     .fetch_add(entries.len() as u64, Ordering::Relaxed);
                 self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -437,6 +483,35 @@ impl SledStore {
             }
             Change::TakeNonce(nonce) => Ok(Outcome::Taken(rec.remove(T::Nonces, nonce)?)),
         }
+    }
+
+    /// Looks up the keys a change inserts in the writer's own thread: one
+    /// already taken refuses the change before it queues; the others are
+    /// marked absent as of now, so the leader checks them only against what
+    /// was applied since.
+    fn look_up_inserts(&self, prepared: &mut [Prepared]) -> Result<()> {
+        let seen = self.batches_applied.load(Ordering::Acquire);
+        for p in prepared {
+            if let Prepared::Checked {
+                exists: false,
+                tree,
+                key,
+                what,
+                id,
+                absent_after,
+                ..
+            } = p
+            {
+                if self.raw(*tree, key)?.is_some() {
+                    return Err(Error::AlreadyExists {
+                        what,
+                        id: std::mem::take(id),
+                    });
+                }
+                *absent_after = Some(seen);
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -515,6 +590,8 @@ enum Prepared {
         exists: bool,
         what: &'static str,
         id: String,
+        /// Set by the writer's own look-up (see [`Recorder::exists`]).
+        absent_after: Option<u64>,
     },
     Put {
         tree: T,
@@ -542,6 +619,7 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
     match w {
         Write::InsertCert(c) => out.push(Prepared::Checked {
             exists: false,
+            absent_after: None,
             tree: T::Certs,
             key: c.serial.as_bytes().to_vec(),
             value: encode(c)?,
@@ -551,6 +629,7 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         Write::InsertDevice(d) => {
             out.push(Prepared::Checked {
                 exists: false,
+                absent_after: None,
                 tree: T::Devices,
                 key: d.device_id.as_bytes().to_vec(),
                 value: encode(d)?,
@@ -559,6 +638,7 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
             });
             out.push(Prepared::Checked {
                 exists: false,
+                absent_after: None,
                 tree: T::DeviceIndex,
                 key: index_key(&d.model, &d.hardware_serial),
                 value: d.device_id.as_bytes().to_vec(),
@@ -568,6 +648,7 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         }
         Write::UpdateDevice(d) => out.push(Prepared::Checked {
             exists: true,
+            absent_after: None,
             tree: T::Devices,
             key: d.device_id.as_bytes().to_vec(),
             value: encode(d)?,
@@ -588,6 +669,7 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         )),
         Write::InsertSetupCodeIndex(k) => out.push(Prepared::Checked {
             exists: false,
+            absent_after: None,
             tree: T::SetupCodes,
             key: k.as_bytes().to_vec(),
             value: vec![1],
@@ -613,7 +695,8 @@ fn apply(rec: &mut Recorder, p: Prepared) -> Result<()> {
             exists,
             what,
             id,
-        } => match (rec.get(tree, &key)?.is_some(), exists) {
+            absent_after,
+        } => match (rec.exists(tree, &key, absent_after)?, exists) {
             (true, false) => return Err(Error::AlreadyExists { what, id }),
             (false, true) => return Err(Error::NotFound { what, id }),
             _ => rec.insert(tree, key, value),
@@ -645,6 +728,7 @@ impl Commit for SledStore {
         for w in &writes {
             prepare(w, &mut prepared)?;
         }
+        self.look_up_inserts(&mut prepared)?;
         let change = Change::Commit {
             writes: prepared,
             event,
@@ -879,6 +963,97 @@ mod tests {
             s.take_nonce(&[7; 32]).unwrap().is_none(),
             "a nonce was taken twice"
         );
+    }
+
+    #[test]
+    fn a_failed_journal_write_acknowledges_nothing_and_fails_the_store_closed() {
+        use super::super::conformance::station;
+        let dir = tempfile::tempdir().unwrap();
+        let add = |s: &SledStore, id: &str| {
+            s.commit(
+                vec![Write::PutStation(station(id))],
+                AuditEvent::new("t", "station.add", id),
+            )
+        };
+        {
+            let s = open(dir.path());
+            add(&s, "st-kept").unwrap();
+            s.lock_writer().journal.fail_next_append = true;
+            assert!(matches!(add(&s, "st-lost"), Err(Error::StoreFailed(_))));
+            // Closed: no read answers and no later change is taken, even
+            // though the disk would now accept it.
+            assert!(matches!(s.station("st-kept"), Err(Error::StoreFailed(_))));
+            assert!(matches!(add(&s, "st-later"), Err(Error::StoreFailed(_))));
+            assert_eq!(s.durability_stats().0, 1);
+        }
+        let s = open(dir.path());
+        assert!(s.station("st-kept").unwrap().is_some());
+        assert!(s.station("st-lost").unwrap().is_none());
+        assert!(s.station("st-later").unwrap().is_none());
+        let records = s.audit_records().unwrap();
+        assert_eq!(records.len(), 1);
+        crate::audit::verify(
+            &records,
+            s.audit_head().unwrap().as_ref(),
+            b"k".repeat(32).as_slice(),
+        )
+        .unwrap();
+        add(&s, "st-after-reopen").unwrap();
+    }
+
+    #[test]
+    fn an_insert_looked_up_before_a_rival_was_applied_is_still_refused() {
+        use super::super::conformance::cert;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        // Both writers look the serial up while it is free; the rival
+        // commits first, then `batches` more batches are applied before the
+        // late writer's change reaches the leader (past RECENT_BATCHES the
+        // leader reads sled instead of the recent batches).
+        for batches in [0, 3, RECENT_BATCHES + 2] {
+            let serial = Serial::random().unwrap();
+            let mut late = vec![];
+            prepare(&Write::InsertCert(cert(&serial, "late")), &mut late).unwrap();
+            s.look_up_inserts(&mut late).unwrap();
+            s.commit(
+                vec![Write::InsertCert(cert(&serial, "rival"))],
+                AuditEvent::new("t", "rival", "x"),
+            )
+            .unwrap();
+            for i in 0..batches {
+                s.put_nonce(&NonceRecord {
+                    nonce: vec![i as u8; 8],
+                    device_id: "d".into(),
+                    expires_at: 1,
+                })
+                .unwrap();
+            }
+            let change = Change::Commit {
+                writes: late,
+                event: AuditEvent::new("t", "late", "x"),
+                at: 1,
+            };
+            let refused = matches!(
+                s.change(change),
+                Err(Error::AlreadyExists {
+                    what: "certificate serial",
+                    ..
+                })
+            );
+            assert!(refused, "not refused after {batches} batches");
+            assert_eq!(s.cert(&serial).unwrap().unwrap().subject, "rival");
+        }
+        // A writer that finds the key taken is refused before it queues.
+        let serial = Serial::random().unwrap();
+        let first = vec![Write::InsertCert(cert(&serial, "first"))];
+        s.commit(first.clone(), AuditEvent::new("t", "first", "x"))
+            .unwrap();
+        let flushes = s.durability_stats().1;
+        assert!(matches!(
+            s.commit(first, AuditEvent::new("t", "again", "x")),
+            Err(Error::AlreadyExists { .. })
+        ));
+        assert_eq!(s.durability_stats().1, flushes);
     }
 
     #[test]
