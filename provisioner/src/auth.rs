@@ -1,6 +1,9 @@
 //! Who is calling: the role comes from the certificate the caller presented
 //! over mTLS, looked up in the store (the CA decided its profile when it
 //! issued it). Revoked, expired, unknown or foreign certificates are refused.
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use hallmark_ca::profile::Profile;
 use hallmark_ca::records::StationRecord;
 use hallmark_ca::serial::Serial;
@@ -51,6 +54,9 @@ pub struct Caller {
     pub serial: Serial,
     /// The leaf certificate presented (DER).
     pub cert_der: Vec<u8>,
+    /// The certificate's validity (unix seconds).
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 impl Caller {
@@ -139,5 +145,62 @@ where
         role,
         serial,
         cert_der: record.der,
+        not_before: record.not_before,
+        not_after: record.not_after,
     })
+}
+
+/// Callers authenticated so far, by their certificate, kept while the
+/// store's revocation epoch stays the same (no revocation or station record
+/// changed since) and the certificate is valid: a caller on a long stream
+/// is not looked up in the store again for every message, and a revocation
+/// still applies to its very next call. Refusals are never kept.
+#[derive(Default)]
+pub struct AuthCache {
+    entries: Mutex<HashMap<[u8; 32], (u64, Caller)>>,
+}
+
+/// Callers kept at most; past that the cache starts over.
+const AUTH_CACHE_ENTRIES: usize = 4096;
+
+impl AuthCache {
+    /// [`authenticate`], answered from the cache when nothing it depends on
+    /// has changed.
+    pub fn authenticate<S>(
+        &self,
+        store: &S,
+        peer: Option<&[CertificateDer<'static>]>,
+        now: i64,
+    ) -> Result<Caller>
+    where
+        S: CertStore + RevocationStore + CatalogStore + ?Sized,
+    {
+        // Read before the store is, so a change made meanwhile makes this
+        // entry stale rather than kept.
+        let Some(epoch) = store.revocation_epoch() else {
+            return authenticate(store, peer, now);
+        };
+        let Some(leaf) = peer.and_then(|c| c.first()) else {
+            return authenticate(store, peer, now);
+        };
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref())
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::Internal("SHA-256 is not 32 bytes".into()))?;
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((e, caller)) = entries.get(&key)
+            && *e == epoch
+            && (caller.not_before..=caller.not_after).contains(&now)
+        {
+            return Ok(caller.clone());
+        }
+        drop(entries);
+        let caller = authenticate(store, peer, now)?;
+        entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= AUTH_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (epoch, caller.clone()));
+        Ok(caller)
+    }
 }

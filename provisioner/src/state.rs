@@ -40,6 +40,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// The OCSP responder.
     pub ocsp: Responder,
+    /// Callers authenticated while nothing revoked changed.
+    pub auth_cache: crate::auth::AuthCache,
 }
 
 impl AppState {
@@ -81,6 +83,7 @@ impl AppState {
             attestation,
             publisher: Publisher::default(),
             ocsp: Responder::default(),
+            auth_cache: Default::default(),
         };
         state.seed_models()?;
         state.publish()?;

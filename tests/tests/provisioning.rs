@@ -404,3 +404,32 @@ fn tokio_stream_iter<T: Send + 'static>(
 ) -> impl tokio_stream::Stream<Item = T> + Send + 'static {
     tokio_stream::iter(v)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_revoked_mid_connection_is_refused_at_its_next_call() {
+    let (f, st) = fixture_with_station().await;
+    // One connection, authenticated (and kept by the server) by its first calls.
+    let mut c = f.provisioning_client(&st).await;
+    for serial in ["LIVE-1", "LIVE-2"] {
+        c.provision(request(MODEL, serial).1).await.unwrap();
+    }
+    f.admin_client()
+        .await
+        .revoke(pb::RevokeRequest {
+            target: Some(pb::revoke_request::Target::StationId("line1-st1".into())),
+            reason: pb::RevocationReason::KeyCompromise as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The connection stays open (TLS checked it once), the next call does not pass.
+    let refused = c.provision(request(MODEL, "AFTER-1").1).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        f.state()
+            .store
+            .device_by_hardware_serial(MODEL, "AFTER-1")
+            .unwrap()
+            .is_none()
+    );
+}

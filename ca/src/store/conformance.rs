@@ -190,9 +190,25 @@ fn revocations_by_issuer(s: &dyn Store) {
     );
     let man = s.revocations(CaKind::Manufacturing).unwrap();
     assert!(man.iter().any(|r| r.serial == a) && !man.iter().any(|r| r.serial == b));
+    let epoch = s.revocation_epoch();
     s.commit(vec![Write::RemoveRevocation(a.clone())], ev("unhold"))
         .unwrap();
     assert!(s.revocation(&a).unwrap().is_none());
+    if let Some(before) = epoch {
+        let after = s.revocation_epoch().unwrap();
+        assert_ne!(before, after, "a revocation change kept the epoch");
+        s.commit(vec![Write::PutStation(station("st-epoch"))], ev("station"))
+            .unwrap();
+        assert_ne!(
+            s.revocation_epoch().unwrap(),
+            after,
+            "a station change kept the epoch"
+        );
+        let unrelated = Write::InsertSetupCodeIndex("cd".repeat(32));
+        let now = s.revocation_epoch();
+        s.commit(vec![unrelated], ev("unrelated")).unwrap();
+        assert_eq!(s.revocation_epoch(), now);
+    }
 }
 
 fn catalog_round_trips(s: &dyn Store) {

@@ -49,6 +49,14 @@ pub trait RevocationStore {
     fn revocation(&self, serial: &Serial) -> Result<Option<RevocationRecord>>;
     /// Every revocation of certificates issued by `issuer`.
     fn revocations(&self, issuer: CaKind) -> Result<Vec<RevocationRecord>>;
+    /// A number that changes whenever a revocation or a station record
+    /// changes — visible before the change is acknowledged — so a caller
+    /// may keep what it derived from them (an authenticated caller) while
+    /// the number stays the same. None: the backend cannot tell, and
+    /// nothing may be kept.
+    fn revocation_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Devices and their lookup by (model, hardware serial).

@@ -115,6 +115,8 @@ pub struct SledStore {
     /// up the keys it inserts, so the leader need only check those keys
     /// against the batches applied since (kept in [`Writer::recent`]).
     batches_applied: AtomicU64,
+    /// Batches applied that changed a revocation or a station.
+    revocation_epoch: AtomicU64,
     /// Changes made durable, and journal flushes: the batching achieved.
     durable: AtomicU64,
     flushes: AtomicU64,
@@ -304,6 +306,7 @@ impl SledStore {
                 recent: VecDeque::new(),
             }),
             batches_applied: AtomicU64::new(0),
+            revocation_epoch: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             durable: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
@@ -444,6 +447,11 @@ impl SledStore {
             .and_then(|()| self.apply_to_sled(&batch));
         match durable {
             Ok(()) => {
+                if !batch[T::Revocations as usize].is_empty()
+                    || !batch[T::Stations as usize].is_empty()
+                {
+                    self.revocation_epoch.fetch_add(1, Ordering::AcqRel);
+                }
                 w.recent.push_back((applied + 1, batch));
                 if w.recent.len() > RECENT_BATCHES {
                     w.recent.pop_front();
@@ -767,6 +775,9 @@ impl RevocationStore for SledStore {
             .into_iter()
             .filter(|r| r.issuer == issuer)
             .collect())
+    }
+    fn revocation_epoch(&self) -> Option<u64> {
+        Some(self.revocation_epoch.load(Ordering::Acquire))
     }
 }
 

@@ -8,7 +8,7 @@ use rustls::pki_types::CertificateDer;
 use tonic::{Request, Status};
 
 use crate::admission::Stage;
-use crate::auth::{self, Caller, RoleKind};
+use crate::auth::{Caller, RoleKind};
 use crate::error::{Error, Result, blocking};
 use crate::state::AppState;
 
@@ -38,8 +38,8 @@ pub async fn call<T: Send + 'static>(
     let start = Instant::now();
     let result = blocking(move || {
         let now = st.now().unix_timestamp();
-        let caller =
-            auth::authenticate(st.store.as_ref(), peer.as_deref().map(Vec::as_slice), now)?;
+        let peer = peer.as_deref().map(Vec::as_slice);
+        let caller = st.auth_cache.authenticate(st.store.as_ref(), peer, now)?;
         caller.require(allowed, rpc)?;
         // Stations have their own (higher) rate, checked where they provision.
         if caller.role.kind() != RoleKind::Station
