@@ -233,6 +233,22 @@ impl Journal {
 
     /// Appends entries in one write (not yet durable: see [`Journal::sync`]).
     pub fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        let mut frames = Vec::with_capacity(entries.len() * 4096);
+        for e in entries {
+            self.encode(e, &mut frames);
+        }
+        self.append_frames(&frames)
+    }
+
+    /// Appends `e` to `out` as a frame of the current generation, for
+    /// [`Journal::append_frames`].
+    pub fn encode(&self, e: &Entry, out: &mut Vec<u8>) {
+        encode_into(out, self.generation, e);
+    }
+
+    /// Appends frames made by [`Journal::encode`] in one write (not yet
+    /// durable: see [`Journal::sync`]).
+    pub fn append_frames(&mut self, frames: &[u8]) -> Result<()> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_append) {
             return Err(Error::io(
@@ -245,16 +261,12 @@ impl Journal {
                 "the journal was opened and not reset before appending".into(),
             ));
         }
-        let mut frames = Vec::with_capacity(entries.len() * 4096);
-        for e in entries {
-            encode_into(&mut frames, self.generation, e);
-        }
         let end = self.end + frames.len() as u64;
         if end > self.allocated {
             self.zero_fill(end.div_ceil(GROW_BYTES) * GROW_BYTES)?;
         }
         self.file
-            .write_all_at(&frames, self.end)
+            .write_all_at(frames, self.end)
             .map_err(|e| Error::io(&self.path, e))?;
         self.end = end;
         Ok(())

@@ -1,7 +1,9 @@
 //! The embedded default store on sled 0.34: one tree per table, a version
 //! byte in every record. Writers go through a group commit
 //! (`group_commit.rs`): the leader checks a whole batch of changes against
-//! sled and the batch's earlier changes, appends their physical operations
+//! sled and the batch's earlier changes (keys a writer inserts it has looked
+//! up itself; the leader checks those only against the batches applied
+//! since), appends their physical operations
 //! to the write-ahead journal (`journal.rs`) and fdatasyncs it once, then
 //! applies the batch to sled in one transaction, and only then answers. So
 //! nothing is visible or acknowledged before it is durable, and one
@@ -250,7 +252,7 @@ fn empty_overlay() -> Overlay {
 }
 
 /// Folds a change's operations into the batch's final values.
-fn fold(batch: &mut Overlay, ops: &[Op]) -> Result<()> {
+fn fold(batch: &mut Overlay, ops: Vec<Op>) -> Result<()> {
     for op in ops {
         let tree = batch
             .get_mut(op.tree as usize)
@@ -258,7 +260,7 @@ fn fold(batch: &mut Overlay, ops: &[Op]) -> Result<()> {
                 tree: "journal",
                 detail: format!("unknown tree {}", op.tree),
             })?;
-        tree.insert(op.key.clone(), op.value.clone());
+        tree.insert(op.key, op.value);
     }
     Ok(())
 }
@@ -321,12 +323,13 @@ impl SledStore {
     /// already holds is harmless and the result is the journaled state.
     fn recover(&self, entries: Vec<Entry>) -> Result<()> {
         let mut batch = empty_overlay();
-        for e in &entries {
-            fold(&mut batch, &e.ops)?;
+        let next_seq = entries.last().map_or(0, |e| e.seq + 1);
+        for e in entries {
+            fold(&mut batch, e.ops)?;
         }
         self.apply_to_sled(&batch)?;
         let mut w = self.lock_writer();
-        w.next_seq = entries.last().map_or(0, |e| e.seq + 1);
+        w.next_seq = next_seq;
         self.checkpoint(&mut w)
     }
 
@@ -412,7 +415,10 @@ impl SledStore {
             return self.fail(&e, changes.iter().map(|_| Ok(Outcome::Stored)).collect());
         }
         let mut batch = empty_overlay();
-        let mut entries = vec![];
+        // Each change that passes is framed for the journal, then its
+        // operations move into the batch.
+        let mut frames = vec![];
+        let mut written = 0u64;
         let mut outcomes = Vec::with_capacity(changes.len());
         let applied = self.batches_applied.load(Ordering::Acquire);
         for change in changes {
@@ -426,23 +432,25 @@ impl SledStore {
             let outcome = self.check(&mut rec, change);
             let ops = rec.ops;
             outcomes.push(match outcome {
-                Ok(o) if !ops.is_empty() => fold(&mut batch, &ops).map(|()| {
-                    entries.push(Entry {
+                Ok(o) if !ops.is_empty() => {
+                    let entry = Entry {
                         seq: w.next_seq,
                         ops,
-                    });
+                    };
+                    w.journal.encode(&entry, &mut frames);
                     w.next_seq += 1;
-                    o
-                }),
+                    written += 1;
+                    fold(&mut batch, entry.ops).map(|()| o)
+                }
                 other => other,
             });
         }
-        if entries.is_empty() {
+        if written == 0 {
             return outcomes;
         }
         let durable = w
             .journal
-            .append(&entries)
+            .append_frames(&frames)
             .and_then(|()| w.journal.sync())
             .and_then(|()| self.apply_to_sled(&batch));
         match durable {
@@ -457,8 +465,7 @@ impl SledStore {
                     w.recent.pop_front();
                 }
                 self.batches_applied.store(applied + 1, Ordering::Release);
-                self.durable
-                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                self.durable.fetch_add(written, Ordering::Relaxed);
                 self.flushes.fetch_add(1, Ordering::Relaxed);
                 outcomes
             }
