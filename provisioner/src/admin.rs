@@ -190,16 +190,18 @@ pub fn get_device(state: &AppState, device_id: &str) -> Result<DeviceRecord> {
         })?)
 }
 
-/// The device's history from the audit log: (time, "action by actor").
-/// Scans the log; an index by subject is the next step for large logs.
+/// The device's history from the audit log, oldest first: (time, "action
+/// by actor"), for events about the device or done by it.
 pub fn history(state: &AppState, device_id: &str) -> Result<Vec<(i64, String)>> {
-    Ok(state
-        .store
-        .audit_records()?
+    let mut records = state.store.audit_records_about(device_id)?;
+    records.extend(
+        state
+            .store
+            .audit_records_about(&format!("device:{device_id}"))?,
+    );
+    records.sort_by_key(|r| r.seq);
+    Ok(records
         .into_iter()
-        .filter(|r| {
-            r.event.subject == device_id || r.event.subject == format!("device:{device_id}")
-        })
         .map(|r| (r.at, format!("{} by {}", r.event.action, r.event.actor)))
         .collect())
 }
@@ -216,6 +218,7 @@ pub struct DeviceFilter {
 }
 
 /// One page of devices in device-ID order, and the token for the next.
+/// Reads only as far into the store as the page reaches.
 pub fn list_devices(
     state: &AppState,
     f: &DeviceFilter,
@@ -224,19 +227,17 @@ pub fn list_devices(
         0 => 100,
         n => n.min(1000),
     };
-    let mut all: Vec<DeviceRecord> = state
+    let keep = |d: &DeviceRecord| {
+        f.state.is_none_or(|s| d.state == s)
+            && f.model.as_ref().is_none_or(|m| &d.model == m)
+            && f.station_id.as_ref().is_none_or(|s| &d.station_id == s)
+    };
+    let mut page = state
         .store
-        .devices()?
-        .into_iter()
-        .filter(|d| f.state.is_none_or(|s| d.state == s))
-        .filter(|d| f.model.as_ref().is_none_or(|m| &d.model == m))
-        .filter(|d| f.station_id.as_ref().is_none_or(|s| &d.station_id == s))
-        .filter(|d| f.after.as_ref().is_none_or(|a| &d.device_id > a))
-        .collect();
-    all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-    let next = (all.len() > limit).then(|| all[limit - 1].device_id.clone());
-    all.truncate(limit);
-    Ok((all, next))
+        .devices_after(f.after.as_deref(), limit + 1, &keep)?;
+    let next = (page.len() > limit).then(|| page[limit - 1].device_id.clone());
+    page.truncate(limit);
+    Ok((page, next))
 }
 
 /// Lets a quarantined device attest again (after its firmware was fixed).

@@ -525,6 +525,38 @@ async fn decommissioning_and_bad_admin_input() {
         "refused admin requests changed the store"
     );
 
+    // ListDevices pages through the fleet in device-ID order, each device once.
+    let mut listed = vec![];
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .list_devices(pb::ListDevicesRequest {
+                limit: 1,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.devices.len() <= 1);
+        listed.extend(page.devices.into_iter().map(|d| d.device_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut all: Vec<String> =
+        fl.f.state()
+            .store
+            .devices()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect();
+    all.sort();
+    assert!(all.len() > 1, "too few devices to page: {all:?}");
+    assert_eq!(listed, all);
+
     // Decommission: everything revoked (cessationOfOperation), personal data
     // erased, and the device cannot enroll again.
     let (dev, _) = &fl.devices[1];

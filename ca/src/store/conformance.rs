@@ -20,6 +20,8 @@ pub fn run_all(store: &dyn Store, audit_key: &[u8]) {
     nonces_are_single_use(store);
     quotas_are_enforced_atomically(store);
     setup_code_index_is_unique(store);
+    devices_are_listed_in_pages(store);
+    audit_records_are_found_by_subject(store);
     audit_log_is_chained(store, audit_key);
 }
 
@@ -309,4 +311,60 @@ fn setup_code_index_is_unique(s: &dyn Store) {
         ),
         "{again:?}"
     );
+}
+
+fn devices_are_listed_in_pages(s: &dyn Store) {
+    let serial = Serial::random().unwrap();
+    let ids = ["p-c", "p-a", "p-e", "p-b", "p-d"];
+    for id in ids {
+        let mut d = device(id, "m-page", &format!("HW-{id}"), &serial);
+        if id == "p-b" {
+            d.state = DeviceState::Revoked;
+        }
+        s.commit(vec![Write::InsertDevice(d)], ev("page")).unwrap();
+    }
+    let in_model = |d: &DeviceRecord| d.model == "m-page";
+    let page = |after: Option<&str>, limit| -> Vec<String> {
+        s.devices_after(after, limit, &in_model)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.device_id)
+            .collect()
+    };
+    assert_eq!(page(None, 2), ["p-a", "p-b"]);
+    assert_eq!(page(Some("p-b"), 2), ["p-c", "p-d"]);
+    assert_eq!(page(Some("p-d"), 2), ["p-e"]);
+    assert!(page(Some("p-e"), 2).is_empty());
+    assert!(page(None, 0).is_empty());
+    // The filter applies before the limit: a page is full if devices remain.
+    let active = |d: &DeviceRecord| d.model == "m-page" && d.state != DeviceState::Revoked;
+    let ids: Vec<String> = s
+        .devices_after(Some("p-a"), 2, &active)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(ids, ["p-c", "p-d"]);
+}
+
+fn audit_records_are_found_by_subject(s: &dyn Store) {
+    for (i, subject) in ["subj-1", "subj-2", "subj-1", "subj-10"].iter().enumerate() {
+        s.commit(
+            vec![],
+            AuditEvent::new("conformance", format!("about.{i}"), *subject),
+        )
+        .unwrap();
+    }
+    let actions = |subject| -> Vec<String> {
+        s.audit_records_about(subject)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event.action)
+            .collect()
+    };
+    // Exact subjects only ("subj-1" is a prefix of "subj-10"), oldest first.
+    assert_eq!(actions("subj-1"), ["about.0", "about.2"]);
+    assert_eq!(actions("subj-10"), ["about.3"]);
+    assert_eq!(actions("subj-2"), ["about.1"]);
+    assert!(actions("subj").is_empty());
 }

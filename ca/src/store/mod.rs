@@ -64,6 +64,26 @@ pub trait DeviceStore {
     fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>>;
     fn device_by_hardware_serial(&self, model: &str, serial: &str) -> Result<Option<DeviceRecord>>;
     fn devices(&self) -> Result<Vec<DeviceRecord>>;
+
+    /// Up to `limit` devices that `keep` accepts, in device-ID order,
+    /// starting after `after` (from the first if None): one page of a
+    /// listing, read without loading the fleet. The default sorts
+    /// [`DeviceStore::devices`]; a backend with ordered keys should override it.
+    fn devices_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DeviceRecord) -> bool,
+    ) -> Result<Vec<DeviceRecord>> {
+        let mut all: Vec<DeviceRecord> = self
+            .devices()?
+            .into_iter()
+            .filter(|d| after.is_none_or(|a| d.device_id.as_str() > a) && keep(d))
+            .collect();
+        all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        all.truncate(limit);
+        Ok(all)
+    }
 }
 
 /// Stations, models and firmware reference values.
@@ -92,6 +112,16 @@ pub trait CounterStore {
 pub trait AuditLog {
     fn audit_records(&self) -> Result<Vec<AuditRecord>>;
     fn audit_head(&self) -> Result<Option<AuditHead>>;
+
+    /// The records whose event subject is exactly `subject`, oldest first.
+    /// The default scans the log; a backend should keep an index.
+    fn audit_records_about(&self, subject: &str) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .audit_records()?
+            .into_iter()
+            .filter(|r| r.event.subject == subject)
+            .collect())
+    }
 }
 
 /// Applies writes and appends their audit record in one transaction, and

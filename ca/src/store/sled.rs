@@ -56,9 +56,11 @@ enum T {
     Counters,
     SetupCodes,
     Nonces,
+    /// Audit record numbers by event subject: `subject \0 seq`, no value.
+    AuditBySubject,
 }
 
-const TREE_NAMES: [&str; 12] = [
+const TREE_NAMES: [&str; 13] = [
     "certs",
     "revocations",
     "devices",
@@ -71,6 +73,7 @@ const TREE_NAMES: [&str; 12] = [
     "counters",
     "setup_codes",
     "nonces",
+    "audit_by_subject",
 ];
 
 /// One writer's change, queued for the group commit.
@@ -236,6 +239,14 @@ fn index_key(model: &str, serial: &str) -> Vec<u8> {
     [model.as_bytes(), b"\0", serial.as_bytes()].concat()
 }
 
+fn audit_subject_prefix(subject: &str) -> Vec<u8> {
+    [subject.as_bytes(), b"\0"].concat()
+}
+
+fn audit_subject_key(subject: &str, seq: u64) -> Vec<u8> {
+    [audit_subject_prefix(subject).as_slice(), &seq.to_be_bytes()].concat()
+}
+
 fn firmware_key(model: &str, version: &str) -> Vec<u8> {
     [model.as_bytes(), b"\0", version.as_bytes()].concat()
 }
@@ -314,7 +325,27 @@ impl SledStore {
             flushes: AtomicU64::new(0),
         };
         store.recover(entries)?;
+        store.index_audit_subjects()?;
         Ok(store)
+    }
+
+    /// Builds the audit index by subject for a log written before it
+    /// existed (the index is derived data: rebuilding it is harmless).
+    fn index_audit_subjects(&self) -> Result<()> {
+        let index = self.tree(T::AuditBySubject);
+        let audit = self.tree(T::Audit);
+        if !index.is_empty() || audit.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for kv in audit.iter() {
+            let (_, v) = kv?;
+            let r: AuditRecord = decode("audit", &v)?;
+            batch.insert(audit_subject_key(&r.event.subject, r.seq), Vec::new());
+        }
+        index.apply_batch(batch)?;
+        let mut w = self.lock_writer();
+        self.checkpoint(&mut w)
     }
 
     /// Replays every change journaled since the last checkpoint, then
@@ -489,6 +520,11 @@ impl SledStore {
                 let record = audit::next_record(head.as_ref(), at, event)?;
                 let sealed = audit::seal_head(key, &record);
                 rec.insert(T::Audit, record.seq.to_be_bytes(), encode(&record)?);
+                rec.insert(
+                    T::AuditBySubject,
+                    audit_subject_key(&record.event.subject, record.seq),
+                    Vec::new(),
+                );
                 rec.insert(T::Meta, HEAD_KEY, encode(&sealed)?);
                 Ok(Outcome::Audit(record))
             }
@@ -801,6 +837,31 @@ impl DeviceStore for SledStore {
     fn devices(&self) -> Result<Vec<DeviceRecord>> {
         self.all(T::Devices)
     }
+    fn devices_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        keep: &dyn Fn(&DeviceRecord) -> bool,
+    ) -> Result<Vec<DeviceRecord>> {
+        use std::ops::Bound;
+        self.refuse_if_failed()?;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.as_bytes()));
+        let mut page = Vec::new();
+        for kv in self
+            .tree(T::Devices)
+            .range::<&[u8], _>((from, Bound::Unbounded))
+        {
+            if page.len() >= limit {
+                break;
+            }
+            let (_, v) = kv?;
+            let d: DeviceRecord = decode("devices", &v)?;
+            if keep(&d) {
+                page.push(d);
+            }
+        }
+        Ok(page)
+    }
 }
 
 impl CatalogStore for SledStore {
@@ -858,6 +919,34 @@ impl AuditLog for SledStore {
     fn audit_head(&self) -> Result<Option<AuditHead>> {
         self.get(T::Meta, HEAD_KEY)
     }
+    fn audit_records_about(&self, subject: &str) -> Result<Vec<AuditRecord>> {
+        self.refuse_if_failed()?;
+        let mut out = Vec::new();
+        for kv in self
+            .tree(T::AuditBySubject)
+            .scan_prefix(audit_subject_prefix(subject))
+        {
+            let (k, _) = kv?;
+            let seq = k
+                .len()
+                .checked_sub(8)
+                .map(|at| &k[at..])
+                .unwrap_or_default();
+            let record: Option<AuditRecord> = self.get(T::Audit, seq)?;
+            // A subject holding NUL could share the prefix: keep exact ones.
+            match record {
+                Some(r) if r.event.subject == subject => out.push(r),
+                Some(_) => {}
+                None => {
+                    return Err(Error::CorruptRecord {
+                        tree: "audit_by_subject",
+                        detail: format!("indexes a missing audit record for {subject}"),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -872,6 +961,30 @@ mod tests {
             Arc::new(SystemClock),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_audit_log_without_its_subject_index_is_indexed_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let s = open(tmp.path());
+            for subject in ["dev-1", "dev-2", "dev-1"] {
+                s.commit(vec![], AuditEvent::new("t", "x", subject))
+                    .unwrap();
+            }
+            // As a store written before the index existed.
+            s.tree(T::AuditBySubject).clear().unwrap();
+            assert!(s.audit_records_about("dev-1").unwrap().is_empty());
+        }
+        let s = open(tmp.path());
+        let seqs: Vec<u64> = s
+            .audit_records_about("dev-1")
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3]);
+        assert_eq!(s.audit_records_about("dev-2").unwrap().len(), 1);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `store`: the embedded store at fleet scale. Writes N device records (and
 //! their hardware-serial index) through the store's own commit path, in
-//! durable batches, then reports disk size, the time to open the store, and
-//! lookup latency by device ID and by hardware serial.
+//! durable batches (each with an audit record about its first device), then
+//! reports disk size, the time to open the store, and the latency of a
+//! lookup by device ID and by hardware serial, of a page of a device
+//! listing, and of a device's audit history.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use hallmark_ca::clock::SystemClock;
 use hallmark_ca::records::{DeviceRecord, DeviceState};
 use hallmark_ca::serial::Serial;
 use hallmark_ca::store::sled::SledStore;
-use hallmark_ca::store::{Commit, DeviceStore, Write};
+use hallmark_ca::store::{AuditLog, Commit, DeviceStore, Write};
 use zeroize::Zeroizing;
 
 use crate::lab::dir_bytes;
@@ -51,6 +53,14 @@ fn id(i: usize) -> String {
     )
 }
 
+#[derive(Clone, Copy)]
+enum Lookup {
+    ById,
+    BySerial,
+    Page,
+    History,
+}
+
 pub fn run(devices: usize, batch: usize, lookups: usize) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("hallmark-store-")
@@ -70,10 +80,7 @@ pub fn run(devices: usize, batch: usize, lookups: usize) -> anyhow::Result<()> {
                 .map(|k| record(k).map(Write::InsertDevice))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let t = Instant::now();
-            store.commit(
-                writes,
-                AuditEvent::new("bench", "device.bulk", format!("{i}")),
-            )?;
+            store.commit(writes, AuditEvent::new("bench", "device.bulk", id(i)))?;
             lat.push(t.elapsed());
             i += n;
             if i % (batch * 100) == 0 {
@@ -97,27 +104,47 @@ pub fn run(devices: usize, batch: usize, lookups: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let store = SledStore::open(&path, Some(key), clock)?;
     let open = t.elapsed();
-    for (name, by_serial) in [
-        ("lookup by device ID", false),
-        ("lookup by hardware serial", true),
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random_device = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % devices as u64) as usize
+    };
+    let batches = devices.div_ceil(batch).max(1);
+    for (name, lookup) in [
+        ("lookup by device ID", Lookup::ById),
+        ("lookup by hardware serial", Lookup::BySerial),
+        ("a page of 100 devices (ListDevices)", Lookup::Page),
+        ("a device's audit history", Lookup::History),
     ] {
-        let mut lat: Vec<Duration> = Vec::with_capacity(lookups);
+        // A page reads a hundred records: a hundredth as many of those.
+        let n = match lookup {
+            Lookup::Page => (lookups / 100).max(1),
+            _ => lookups,
+        };
+        let mut lat: Vec<Duration> = Vec::with_capacity(n);
         let start = Instant::now();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..lookups {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let i = (x % devices as u64) as usize;
+        for _ in 0..n {
+            let i = random_device();
             let t = Instant::now();
-            let found = if by_serial {
-                store.device_by_hardware_serial("bench-v1", &format!("SN-{i:09}"))?
-            } else {
-                store.device(&id(i))?
+            let found = match lookup {
+                Lookup::BySerial => store
+                    .device_by_hardware_serial("bench-v1", &format!("SN-{i:09}"))?
+                    .is_some(),
+                Lookup::ById => store.device(&id(i))?.is_some(),
+                // From just before device i, so the page holds at least it.
+                Lookup::Page => !store
+                    .devices_after(Some(&id(i)[..4]), 100, &|_| true)?
+                    .is_empty(),
+                Lookup::History => {
+                    let first = (i % batches) * batch;
+                    store.audit_records_about(&id(first))?.len() == 1
+                }
             };
             lat.push(t.elapsed());
-            if found.is_none() {
-                anyhow::bail!("device {i} not found");
+            if !found {
+                anyhow::bail!("{name}: nothing found for device {i}");
             }
         }
         rows.push(Row::new(name, lat, 0, start.elapsed(), None, None));
