@@ -36,7 +36,10 @@ use crate::profile::CaKind;
 use crate::records::*;
 use crate::serial::Serial;
 
-const VERSION: u8 = 1;
+/// Records are CBOR after this version byte.
+const VERSION: u8 = 2;
+/// Records written by earlier builds: JSON. Still read, never written.
+const VERSION_JSON: u8 = 1;
 const HEAD_KEY: &[u8] = b"audit_head";
 
 /// A checkpoint flushes sled and empties the journal past this size.
@@ -210,8 +213,9 @@ impl Recorder<'_> {
 }
 
 fn encode<V: Serialize>(v: &V) -> Result<Vec<u8>> {
-    let mut out = vec![VERSION];
-    serde_json::to_writer(&mut out, v).map_err(|e| Error::CorruptRecord {
+    let mut out = Vec::with_capacity(512);
+    out.push(VERSION);
+    ciborium::into_writer(v, &mut out).map_err(|e| Error::CorruptRecord {
         tree: "encode",
         detail: e.to_string(),
     })?;
@@ -219,19 +223,14 @@ fn encode<V: Serialize>(v: &V) -> Result<Vec<u8>> {
 }
 
 fn decode<V: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<V> {
+    let corrupt = |detail: String| Error::CorruptRecord { tree, detail };
     match bytes.split_first() {
-        Some((&VERSION, rest)) => serde_json::from_slice(rest).map_err(|e| Error::CorruptRecord {
-            tree,
-            detail: e.to_string(),
-        }),
-        Some((v, _)) => Err(Error::CorruptRecord {
-            tree,
-            detail: format!("unknown record version {v}"),
-        }),
-        None => Err(Error::CorruptRecord {
-            tree,
-            detail: "empty record".into(),
-        }),
+        Some((&VERSION, rest)) => ciborium::from_reader(rest).map_err(|e| corrupt(e.to_string())),
+        Some((&VERSION_JSON, rest)) => {
+            serde_json::from_slice(rest).map_err(|e| corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(corrupt(format!("unknown record version {v}"))),
+        None => Err(corrupt("empty record".into())),
     }
 }
 
@@ -961,6 +960,22 @@ mod tests {
             Arc::new(SystemClock),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn records_are_cbor_with_der_as_bytes_and_json_records_still_read() {
+        let serial = Serial::random().unwrap();
+        let mut cert = super::super::conformance::cert(&serial, "d1");
+        cert.der = vec![0x30; 600];
+        let cbor = encode(&cert).unwrap();
+        assert_eq!(cbor[0], VERSION);
+        // The DER is one CBOR byte string, not 1,200 hex characters.
+        assert!(cbor.len() < 600 + 200, "{} bytes", cbor.len());
+        assert_eq!(decode::<CertRecord>("certs", &cbor).unwrap(), cert);
+        let json = [&[VERSION_JSON][..], &serde_json::to_vec(&cert).unwrap()].concat();
+        assert_eq!(decode::<CertRecord>("certs", &json).unwrap(), cert);
+        let unknown = decode::<CertRecord>("certs", &[9, 0]).unwrap_err();
+        assert!(unknown.to_string().contains("version 9"), "{unknown}");
     }
 
     #[test]
