@@ -173,10 +173,11 @@ fn audit_verify_detects_edits_and_deletions() {
     audit_tree_edit(&edited, |t| {
         let key = 2u64.to_be_bytes();
         let raw = t.get(key).unwrap().unwrap();
-        let mut rec: AuditRecord = serde_json_from(&raw[1..]);
+        // The store's record encoding: a version byte, then CBOR.
+        let mut rec: AuditRecord = ciborium::from_reader(&raw[1..]).unwrap();
         rec.event.subject = "someone-else".into();
         let mut bytes = vec![raw[0]];
-        bytes.extend(serde_json_to(&rec));
+        ciborium::into_writer(&rec, &mut bytes).unwrap();
         t.insert(key, bytes).unwrap();
     });
     let err = fails(
@@ -209,14 +210,6 @@ fn audit_verify_detects_edits_and_deletions() {
             .arg(&truncated),
     );
     assert!(err.contains("records were deleted"), "{err}");
-}
-
-fn serde_json_from(b: &[u8]) -> AuditRecord {
-    serde_json::from_slice(b).unwrap()
-}
-
-fn serde_json_to(r: &AuditRecord) -> Vec<u8> {
-    serde_json::to_vec(r).unwrap()
 }
 
 #[test]
