@@ -215,7 +215,7 @@ fn check(s: &Settings) -> Result<()> {
     }
     for url in [&s.server.public_grpc_url, &s.server.public_http_url] {
         if !(url.starts_with("https://") || url.starts_with("http://"))
-            || url.contains(char::is_whitespace)
+            || url.contains(|c: char| c.is_whitespace() || c.is_control())
         {
             return Err(Error::invalid(format!("{url:?} is not an http(s) URL")));
         }
@@ -281,12 +281,17 @@ fn check(s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// A TOML string holding `s` exactly (TOML's escapes, not Rust's).
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
 /// The config file `init` writes, with every option explained.
 pub fn render(s: &Settings) -> String {
     let pass = s
         .passphrase_file
         .as_ref()
-        .map(|p| format!("passphrase_file = {:?}", p.display().to_string()))
+        .map(|p| format!("passphrase_file = {}", quoted(&p.display().to_string())))
         .unwrap_or_else(|| {
             format!("# passphrase_file = \"passphrase\"   # or set {PASSPHRASE_ENV}")
         });
@@ -294,7 +299,7 @@ pub fn render(s: &Settings) -> String {
         .server
         .server_names
         .iter()
-        .map(|n| format!("{n:?}"))
+        .map(|n| quoted(n))
         .collect::<Vec<_>>()
         .join(", ");
     let mut out = format!(
@@ -303,7 +308,7 @@ pub fn render(s: &Settings) -> String {
 
 # Organisation (manufacturer) named in every CA certificate and in the
 # O= of birth certificates.
-org = {org:?}
+org = {org}
 
 # File holding the passphrase that unlocks the CA keys (encrypted at rest
 # with Argon2id + ChaCha20-Poly1305). The environment variable
@@ -318,9 +323,9 @@ ca_key_algorithm = "{alg}"
 grpc_listen = "{grpc}"
 http_listen = "{http}"
 # The enrollment endpoint handed to devices at provisioning.
-public_grpc_url = {pgrpc:?}
+public_grpc_url = {pgrpc}
 # Base URL of /crl/<ca>.crl and /ocsp, written into every certificate.
-public_http_url = {phttp:?}
+public_http_url = {phttp}
 # Names and addresses in the server's TLS certificate.
 server_names = [{names}]
 
@@ -376,12 +381,12 @@ enrollments_in_flight = {enrolling}
 # server_keygen = false         # opt-in: server makes the key, returns it once
 # ldevid_validity_days = 30
 "#,
-        org = s.org,
+        org = quoted(&s.org),
         alg = s.ca_key_algorithm.name(),
         grpc = s.server.grpc_listen,
         http = s.server.http_listen,
-        pgrpc = s.server.public_grpc_url,
-        phttp = s.server.public_http_url,
+        pgrpc = quoted(&s.server.public_grpc_url),
+        phttp = quoted(&s.server.public_http_url),
         ld = s.pki.ldevid_validity_days,
         sv = s.pki.service_validity_days,
         crl = s.pki.crl_validity_hours,
@@ -403,8 +408,8 @@ enrollments_in_flight = {enrolling}
     );
     for m in &s.models {
         out.push_str(&format!(
-            "\n[[model]]\nname = {:?}\nsetup_code = \"{}\"\nkey_algorithms = [{}]\nserver_keygen = {}\n",
-            m.name,
+            "\n[[model]]\nname = {}\nsetup_code = \"{}\"\nkey_algorithms = [{}]\nserver_keygen = {}\n",
+            quoted(&m.name),
             m.setup_code.name(),
             m.key_algorithms
                 .iter()
@@ -478,6 +483,23 @@ mod tests {
         let mut s = sample();
         s.models.push(s.models[0].clone());
         assert!(check(&s).is_err());
+    }
+
+    #[test]
+    fn urls_with_control_characters_are_refused() {
+        let mut s = sample();
+        s.server.public_grpc_url = "https://a\u{8}b:8443".into();
+        let e = check(&s).unwrap_err();
+        assert!(e.to_string().contains("not an http(s) URL"), "{e}");
+    }
+
+    #[test]
+    fn strings_render_with_toml_escapes() {
+        // Found by fuzzing: Rust's `{:?}` writes `\u{8}`, which TOML refuses.
+        let mut s = sample();
+        s.passphrase_file = Some("pass\u{8}word \"file\"\\x\u{7f}".into());
+        let back = parse(&render(&s)).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]
