@@ -234,20 +234,11 @@ fn decode<V: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<V> {
     }
 }
 
-fn index_key(model: &str, serial: &str) -> Vec<u8> {
-    [model.as_bytes(), b"\0", serial.as_bytes()].concat()
-}
-
-fn audit_subject_prefix(subject: &str) -> Vec<u8> {
-    [subject.as_bytes(), b"\0"].concat()
-}
-
-fn audit_subject_key(subject: &str, seq: u64) -> Vec<u8> {
-    [audit_subject_prefix(subject).as_slice(), &seq.to_be_bytes()].concat()
-}
-
-fn firmware_key(model: &str, version: &str) -> Vec<u8> {
-    [model.as_bytes(), b"\0", version.as_bytes()].concat()
+/// A two-part key: `first`, a NUL, then `rest`; with `rest` empty, the
+/// prefix of every key under `first` (hardware-serial index, firmware,
+/// audit index by subject).
+fn nul_key(first: &str, rest: &[u8]) -> Vec<u8> {
+    [first.as_bytes(), b"\0", rest].concat()
 }
 
 fn tx_error(e: TransactionError<Error>) -> Error {
@@ -340,7 +331,7 @@ impl SledStore {
         for kv in audit.iter() {
             let (_, v) = kv?;
             let r: AuditRecord = decode("audit", &v)?;
-            batch.insert(audit_subject_key(&r.event.subject, r.seq), Vec::new());
+            batch.insert(nul_key(&r.event.subject, &r.seq.to_be_bytes()), Vec::new());
         }
         index.apply_batch(batch)?;
         let mut w = self.lock_writer();
@@ -521,7 +512,7 @@ impl SledStore {
                 rec.insert(T::Audit, record.seq.to_be_bytes(), encode(&record)?);
                 rec.insert(
                     T::AuditBySubject,
-                    audit_subject_key(&record.event.subject, record.seq),
+                    nul_key(&record.event.subject, &record.seq.to_be_bytes()),
                     Vec::new(),
                 );
                 rec.insert(T::Meta, HEAD_KEY, encode(&sealed)?);
@@ -666,45 +657,51 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         key: key.to_vec(),
         value,
     };
+    // An insert (`exists` false) or an update (true) of `key`.
+    let checked = |exists, tree, key: Vec<u8>, value, what, id| Prepared::Checked {
+        tree,
+        key,
+        value,
+        exists,
+        what,
+        id,
+        absent_after: None,
+    };
     match w {
-        Write::InsertCert(c) => out.push(Prepared::Checked {
-            exists: false,
-            absent_after: None,
-            tree: T::Certs,
-            key: c.serial.as_bytes().to_vec(),
-            value: encode(c)?,
-            what: "certificate serial",
-            id: c.serial.to_string(),
-        }),
+        Write::InsertCert(c) => out.push(checked(
+            false,
+            T::Certs,
+            c.serial.as_bytes().to_vec(),
+            encode(c)?,
+            "certificate serial",
+            c.serial.to_string(),
+        )),
         Write::InsertDevice(d) => {
-            out.push(Prepared::Checked {
-                exists: false,
-                absent_after: None,
-                tree: T::Devices,
-                key: d.device_id.as_bytes().to_vec(),
-                value: encode(d)?,
-                what: "device ID",
-                id: d.device_id.clone(),
-            });
-            out.push(Prepared::Checked {
-                exists: false,
-                absent_after: None,
-                tree: T::DeviceIndex,
-                key: index_key(&d.model, &d.hardware_serial),
-                value: d.device_id.as_bytes().to_vec(),
-                what: "hardware serial",
-                id: format!("{}/{}", d.model, d.hardware_serial),
-            });
+            out.push(checked(
+                false,
+                T::Devices,
+                d.device_id.as_bytes().to_vec(),
+                encode(d)?,
+                "device ID",
+                d.device_id.clone(),
+            ));
+            out.push(checked(
+                false,
+                T::DeviceIndex,
+                nul_key(&d.model, d.hardware_serial.as_bytes()),
+                d.device_id.as_bytes().to_vec(),
+                "hardware serial",
+                format!("{}/{}", d.model, d.hardware_serial),
+            ));
         }
-        Write::UpdateDevice(d) => out.push(Prepared::Checked {
-            exists: true,
-            absent_after: None,
-            tree: T::Devices,
-            key: d.device_id.as_bytes().to_vec(),
-            value: encode(d)?,
-            what: "device",
-            id: d.device_id.clone(),
-        }),
+        Write::UpdateDevice(d) => out.push(checked(
+            true,
+            T::Devices,
+            d.device_id.as_bytes().to_vec(),
+            encode(d)?,
+            "device",
+            d.device_id.clone(),
+        )),
         Write::PutStation(st) => out.push(put(T::Stations, st.station_id.as_bytes(), encode(st)?)),
         Write::PutRevocation(r) => out.push(put(T::Revocations, r.serial.as_bytes(), encode(r)?)),
         Write::RemoveRevocation(serial) => out.push(Prepared::Remove {
@@ -714,18 +711,17 @@ fn prepare(w: &Write, out: &mut Vec<Prepared>) -> Result<()> {
         Write::PutModel(m) => out.push(put(T::Models, m.name.as_bytes(), encode(m)?)),
         Write::PutFirmware(f) => out.push(put(
             T::Firmware,
-            &firmware_key(&f.model, &f.version),
+            &nul_key(&f.model, f.version.as_bytes()),
             encode(f)?,
         )),
-        Write::InsertSetupCodeIndex(k) => out.push(Prepared::Checked {
-            exists: false,
-            absent_after: None,
-            tree: T::SetupCodes,
-            key: k.as_bytes().to_vec(),
-            value: vec![1],
-            what: "setup code",
-            id: "(redacted)".into(),
-        }),
+        Write::InsertSetupCodeIndex(k) => out.push(checked(
+            false,
+            T::SetupCodes,
+            k.as_bytes().to_vec(),
+            vec![1],
+            "setup code",
+            "(redacted)".into(),
+        )),
         Write::ChargeQuota { key, limit } => out.push(Prepared::Charge {
             key: key.clone(),
             limit: *limit,
@@ -828,7 +824,7 @@ impl DeviceStore for SledStore {
         self.get(T::Devices, device_id.as_bytes())
     }
     fn device_by_hardware_serial(&self, model: &str, serial: &str) -> Result<Option<DeviceRecord>> {
-        match self.raw(T::DeviceIndex, &index_key(model, serial))? {
+        match self.raw(T::DeviceIndex, &nul_key(model, serial.as_bytes()))? {
             Some(id) => self.get(T::Devices, &id),
             None => Ok(None),
         }
@@ -877,10 +873,10 @@ impl CatalogStore for SledStore {
         self.all(T::Models)
     }
     fn firmware(&self, model: &str, version: &str) -> Result<Option<FirmwareRecord>> {
-        self.get(T::Firmware, &firmware_key(model, version))
+        self.get(T::Firmware, &nul_key(model, version.as_bytes()))
     }
     fn firmwares(&self, model: &str) -> Result<Vec<FirmwareRecord>> {
-        self.scan(T::Firmware, &[model.as_bytes(), b"\0"].concat())
+        self.scan(T::Firmware, &nul_key(model, b""))
     }
 }
 
@@ -923,7 +919,7 @@ impl AuditLog for SledStore {
         let mut out = Vec::new();
         for kv in self
             .tree(T::AuditBySubject)
-            .scan_prefix(audit_subject_prefix(subject))
+            .scan_prefix(nul_key(subject, b""))
         {
             let (k, _) = kv?;
             let seq = k
