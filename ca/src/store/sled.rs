@@ -958,6 +958,18 @@ mod tests {
         .unwrap()
     }
 
+    /// The store's audit log, checked to verify as a chain under the test key.
+    fn verified_audit(s: &SledStore) -> Vec<AuditRecord> {
+        let records = s.audit_records().unwrap();
+        crate::audit::verify(
+            &records,
+            s.audit_head().unwrap().as_ref(),
+            b"k".repeat(32).as_slice(),
+        )
+        .unwrap();
+        records
+    }
+
     #[test]
     fn records_are_cbor_with_der_as_bytes_and_json_records_still_read() {
         let serial = Serial::random().unwrap();
@@ -1076,14 +1088,7 @@ mod tests {
             assert!(s.station(id).unwrap().is_some(), "{id} lost");
         }
         assert!(s.take_nonce(&[7; 32]).unwrap().is_some(), "nonce lost");
-        let records = s.audit_records().unwrap();
-        assert_eq!(records.len(), 3);
-        crate::audit::verify(
-            &records,
-            s.audit_head().unwrap().as_ref(),
-            b"k".repeat(32).as_slice(),
-        )
-        .unwrap();
+        assert_eq!(verified_audit(&s).len(), 3);
         // Replayed once: reopening changes nothing more, and new commits
         // continue the same chain.
         drop(s);
@@ -1094,13 +1099,7 @@ mod tests {
             AuditEvent::new("t", "station.add", "st-4"),
         )
         .unwrap();
-        let records = s.audit_records().unwrap();
-        crate::audit::verify(
-            &records,
-            s.audit_head().unwrap().as_ref(),
-            b"k".repeat(32).as_slice(),
-        )
-        .unwrap();
+        verified_audit(&s);
         assert!(
             s.take_nonce(&[7; 32]).unwrap().is_none(),
             "a nonce was taken twice"
@@ -1132,14 +1131,7 @@ mod tests {
         assert!(s.station("st-kept").unwrap().is_some());
         assert!(s.station("st-lost").unwrap().is_none());
         assert!(s.station("st-later").unwrap().is_none());
-        let records = s.audit_records().unwrap();
-        assert_eq!(records.len(), 1);
-        crate::audit::verify(
-            &records,
-            s.audit_head().unwrap().as_ref(),
-            b"k".repeat(32).as_slice(),
-        )
-        .unwrap();
+        assert_eq!(verified_audit(&s).len(), 1);
         add(&s, "st-after-reopen").unwrap();
     }
 
